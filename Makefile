@@ -1,0 +1,42 @@
+# Two commands: `make demo` (set up + run the demo) and `make test` (set up + run the tests).
+# Set-up installs the local CPU torch wheel first (pinned), so nothing resolves a multi-GB CUDA torch; then the
+# package with its dev extras. It is skipped when pyproject.toml has not changed since the last install.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint docs bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@start=$$(date +%s); \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install -q --upgrade pip && \
+	$(PY) -m pip install -q $(TORCH_PIN) && \
+	$(PY) -m pip install -q -e ".[dev]" && \
+	touch $(STAMP) && echo "[setup] environment ready in $$(( $$(date +%s) - start ))s"
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+
+docs: setup
+	$(VENV)/bin/finetuning schema --markdown > docs/config-reference.md
+
+bench: setup
+	$(PY) bench/sft_vs_trl.py
+
+clean:
+	rm -rf demo_output checkpoints logs .pytest_cache

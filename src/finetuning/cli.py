@@ -1,0 +1,114 @@
+"""Command line: argument parsing and dispatch only.
+
+finetuning [global options] sft CONFIG
+finetuning [global options] validate CONFIG [--show N]
+finetuning schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .config import ConfigError, config_json_schema, load_config, render_config_reference
+
+USER_ERROR_EXIT = 2
+logger = logging.getLogger("finetuning")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finetuning", description="Finetuning")
+    parser.add_argument("--logging-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,validate,schema}")
+    sft = commands.add_parser("sft", help="Supervised FineTuning")
+    sft.add_argument("config", help="Path to the experiment's YAML config file.")
+    validate = commands.add_parser("validate", help="Check a config and the data it points to, without loading a model")
+    validate.add_argument("config", help="Path to the experiment's YAML config file.")
+    validate.add_argument(
+        "--show",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Render N tokenized training examples with trained tokens marked",
+    )
+    schema = commands.add_parser("schema", help="Print the config JSON Schema (for editors / yaml-language-server)")
+    schema.add_argument(
+        "--markdown", action="store_true", help="Print the Markdown config reference (docs/config-reference.md)"
+    )
+    return parser
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "the user's input is wrong": printed as a list of problems, exit code 2."""
+    from .data.readers import DataError
+    from .data.templates import TemplateError
+    from .model.loading import ModelSetupError
+    from .train.batch_size import BatchSizeError
+
+    return ConfigError, DataError, TemplateError, BatchSizeError, ModelSetupError
+
+
+def _report_user_error(error: Exception) -> int:
+    problems = getattr(error, "problems", None) or [str(error)]
+    print(f"error: {len(problems)} problem(s) found:" if len(problems) > 1 else "error:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return USER_ERROR_EXIT
+
+
+def _load(path: str):
+    cfg = load_config(path)
+    for notice in cfg.notices:
+        logger.warning(notice)
+    return cfg
+
+
+def _command_sft(args) -> int:
+    from .sft import run_sft
+
+    cfg = _load(args.config)
+    final = run_sft(cfg, args.num_preprocess_workers)
+    print(f"Training finished. Final model: {final}")
+    return 0
+
+
+def _command_validate(args) -> int:
+    from .preview import show_examples, validate_data
+
+    cfg = _load(args.config)
+    summary = validate_data(cfg)
+    print(f"config OK: {args.config}")
+    print(summary)
+    if args.show:
+        show_examples(cfg, args.show, args.num_preprocess_workers)
+    return 0
+
+
+def _command_schema(args) -> int:
+    print(render_config_reference() if args.markdown else json.dumps(config_json_schema(), indent=2))
+    return 0
+
+
+COMMANDS = {"sft": _command_sft, "validate": _command_validate, "schema": _command_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except _user_errors() as error:
+        return _report_user_error(error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

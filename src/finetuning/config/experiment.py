@@ -1,0 +1,113 @@
+"""The top-level experiment config: one field per section.
+
+`training_args` is a plain dict validated against the installed trainer arguments class (see `training_args.py`).
+Legacy-key translations are not errors; they are collected in `.notices` for the CLI to log, and a legacy
+`training_args.logging_dir` is kept out of the dict and exposed as `.logging_dir`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from finetuning.config._base import StrictModel
+from finetuning.config.batchsize import BatchsizeConfig
+from finetuning.config.data import ChatTrainValidConfig
+from finetuning.config.overrides import Overrides
+from finetuning.config.peft import NoPeftConfig, PeftConfig
+from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig, QuantizationConfig
+from finetuning.config.run import RunConfig
+from finetuning.config.sft import SFTArguments
+from finetuning.config.tracking import FinetuningTrackingConfig
+from finetuning.config.training_args import TrainingArgsError, default_logging_dir, process_training_args
+
+
+class _CheckedTrainingArgs(dict):
+    """The translated training args, carrying the translation's side results to the model validator."""
+
+    notices: list[str]
+    logging_dir: str | None
+
+
+class ExperimentConfigBase(StrictModel):
+    """Sections shared by every method. Subclasses name the trainer arguments class in `_training_args_class`."""
+
+    method: str = Field(description="The fine-tuning method.")
+    data_conf: ChatTrainValidConfig = Field(description="The data input config")
+    training_args: dict[str, Any] = Field(
+        description=(
+            "Transformer TrainingArguments with some restrictions: the batch size keys come from batchsize_conf, "
+            "output_dir defaults to $CHECKPOINTS_PATH or ./checkpoints, and legacy keys are translated."
+        )
+    )
+    overrides: Overrides = Field(default=Overrides(), description="Override options to simplify the config interface")
+    batchsize_conf: BatchsizeConfig = Field(description="Batch size configuration")
+    peft_conf: PeftConfig = Field(description="Adapter configuration")
+    run_conf: RunConfig = Field(description="Model related configuration")
+    tracking: FinetuningTrackingConfig | None = Field(None, description="MLFlow tracking configuration")
+    quant_conf: QuantizationConfig = Field(default=NoQuantizationConfig(), description="Quantization configuration")
+
+    _notices: list[str] = PrivateAttr(default_factory=list)
+    _logging_dir: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _training_args_class(cls) -> type:
+        raise NotImplementedError
+
+    @field_validator("training_args")
+    @classmethod
+    def _check_training_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = process_training_args(value, cls._training_args_class())
+        except TrainingArgsError as exc:
+            # One pydantic error carrying all problems; the loader expands `problems` into separate lines.
+            raise PydanticCustomError(
+                "training_args", "{summary}", {"summary": str(exc), "problems": exc.problems}
+            ) from None
+        checked = _CheckedTrainingArgs(result.args)
+        checked.notices = result.notices
+        checked.logging_dir = result.logging_dir
+        return checked
+
+    @model_validator(mode="after")
+    def _cross_section_checks(self) -> ExperimentConfigBase:
+        if isinstance(self.training_args, _CheckedTrainingArgs):
+            self._notices = list(self.training_args.notices)
+            self._logging_dir = self.training_args.logging_dir
+            self.training_args = dict(self.training_args)
+        if isinstance(self.quant_conf, BnBQuantizationConfig) and isinstance(self.peft_conf, NoPeftConfig):
+            raise ValueError(
+                "quant_conf: a quantized model cannot be fully fine-tuned (peft_type NO_PEFT); "
+                "use an adapter such as LORA or drop quant_conf"
+            )
+        return self
+
+    @property
+    def notices(self) -> list[str]:
+        """One line per legacy key that was translated or dropped; meant to be logged once."""
+        return self._notices
+
+    @property
+    def logging_dir(self) -> str:
+        """TensorBoard log directory: `training_args.logging_dir` (legacy) or `$LOGS_PATH` or `./logs`."""
+        return self._logging_dir or self.training_args.get("logging_dir") or default_logging_dir()
+
+    @property
+    def legacy_logging_dir(self) -> str | None:
+        """The `training_args.logging_dir` the user gave, if the installed library no longer has that option."""
+        return self._logging_dir
+
+
+class SFTExperimentConfig(ExperimentConfigBase):
+    """Supervised fine-tuning experiment config (`finetuning sft CONFIG`)."""
+
+    method: Literal["sft"] = Field("sft", description="The fine-tuning method; always sft here.")
+    sft_args: SFTArguments = Field(description="SFT specific arguments")
+
+    @classmethod
+    def _training_args_class(cls) -> type:
+        from transformers import TrainingArguments  # lazy: imports torch
+
+        return TrainingArguments

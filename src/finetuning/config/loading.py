@@ -1,0 +1,227 @@
+"""Loading a YAML config file into a validated config, with readable errors.
+
+Every problem is reported at once, each as `dotted.path[index].field: message`, because fixing a config one
+error per run is tedious (and slow when a cluster job has to start to show the next one).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from finetuning.config.experiment import ExperimentConfigBase, SFTExperimentConfig
+from finetuning.config.training_args import merge_alternatives
+
+_SECRET_PARTS = ("api_key", "apikey", "password", "secret")
+_NOT_SECRET_TOKENS = {"bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"}
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str | os.PathLike[str] | None = None):
+        self.problems = list(problems)
+        self.source = str(source) if source is not None else None
+        head = f"invalid config {self.source}" if self.source else "invalid config"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping; every failure is a `ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"config file not found: {path}"], path) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file {path}: {exc}"], path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: invalid YAML at {where}: {problem}"], path) from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError([f"{path}: the top level must be a mapping of config sections, got {kind}"], path)
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str], config_class: type[ExperimentConfigBase] = SFTExperimentConfig
+) -> ExperimentConfigBase:
+    """Load and validate a YAML config. Raises `ConfigError` with all problems; notices are on `.notices`."""
+    return validate_config(read_yaml(path), config_class, source=path)
+
+
+def validate_config(
+    data: dict[str, Any],
+    config_class: type[ExperimentConfigBase] = SFTExperimentConfig,
+    source: str | os.PathLike[str] | None = None,
+) -> ExperimentConfigBase:
+    """Validate an already parsed config mapping (e.g. after command-line overrides)."""
+    try:
+        return config_class.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, config_class, data), source) from None
+
+
+# --- error formatting -------------------------------------------------------------------------------------------
+
+
+def _members(annotation: Any) -> list[Any]:
+    """Flatten Annotated / Union / Optional into the member types."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        out: list[Any] = []
+        for arg in typing.get_args(annotation):
+            out.extend(_members(arg))
+        return out
+    return [annotation]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _model_tags(model: type[BaseModel]) -> set[str]:
+    tags = {model.__name__}
+    for name in ("type", "peft_type", "quantization_type", "method"):
+        info = model.model_fields.get(name)
+        if info is not None and typing.get_origin(info.annotation) is typing.Literal:
+            tags.update(str(v) for v in typing.get_args(info.annotation))
+    return tags
+
+
+# pydantic names union members it tried in `loc` by their schema, e.g. 'bool', 'str', 'list[str]'.
+_SCHEMA_NAMES = {"bool", "str", "int", "float", "none", "dict", "list", "literal", "is-instance"}
+
+
+def _looks_like_schema_name(seg: str) -> bool:
+    return seg in _SCHEMA_NAMES or "[" in seg or seg.startswith(("function-", "constrained-"))
+
+
+def _walk(loc: tuple[Any, ...], root: type[BaseModel], data: Any) -> tuple[str, type[BaseModel] | None]:
+    """Turn a pydantic `loc` into a user path, dropping union tags; also return the innermost model class."""
+    parts: list[str] = []
+    tp: Any = root
+    current: Any = data
+    model: type[BaseModel] | None = root
+    missing = object()
+    for i, seg in enumerate(loc):
+        last = i == len(loc) - 1
+        members = _members(tp) if tp is not None else []
+        models = [m for m in members if _is_model(m)]
+        # A union tag names the member that was tried: skip it in the path, descend into that member.
+        if isinstance(seg, str) and len(members) > 1:
+            chosen = next((m for m in models if seg in _model_tags(m)), None)
+            if chosen is not None:
+                tp, model = chosen, chosen
+                continue
+            if _looks_like_schema_name(seg):
+                tp = None
+                continue
+        if (
+            isinstance(seg, str)
+            and tp is None
+            and _looks_like_schema_name(seg)
+            and not (isinstance(current, dict) and seg in current)
+        ):
+            continue
+        parts.append(f"[{seg}]" if isinstance(seg, int) else (seg if not parts else f".{seg}"))
+        in_list = isinstance(current, list) and isinstance(seg, int) and -len(current) <= seg < len(current)
+        current = current[seg] if in_list or isinstance(current, dict) and seg in current else missing
+        # Advance the type alongside the data.
+        next_tp: Any = None
+        if isinstance(seg, str) and models:
+            for m in models:
+                if seg in m.model_fields:
+                    model = m
+                    next_tp = m.model_fields[seg].annotation
+                    break
+        elif isinstance(seg, int):
+            for member in members:
+                args = typing.get_args(member)
+                if typing.get_origin(member) in (list, tuple) and args:
+                    next_tp = args[0]
+                elif typing.get_origin(member) is dict and len(args) == 2:
+                    next_tp = args[1]
+        if not last:
+            tp = next_tp
+            submodels = [m for m in _members(tp) if _is_model(m)] if tp is not None else []
+            model = submodels[0] if len(submodels) == 1 else (model if submodels else None)
+    return "".join(parts), model
+
+
+def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        names = list(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        return f"unknown key; did you mean '{close[0]}'?" if close else "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif kind == "assertion_error" and msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, ") :]
+    msg = msg.replace(", unable to interpret input", "")
+    if msg.startswith("Input should be "):
+        msg = "must be " + msg[len("Input should be ") :]
+    return msg
+
+
+def format_validation_error(exc: ValidationError, root: type[BaseModel], data: Any) -> list[str]:
+    """One `dotted.path: message` line per problem, duplicates removed, in pydantic's order."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        ctx = err.get("ctx") or {}
+        if err["type"] == "training_args" and isinstance(ctx.get("problems"), list):
+            new = [str(p) for p in ctx["problems"]]
+        else:
+            path, model = _walk(tuple(err["loc"]), root, data)
+            message = _message(err, model)
+            new = [f"{path}: {message}" if path else message]
+        lines.extend(new)
+    return merge_alternatives(lines)
+
+
+# --- resolved config ---------------------------------------------------------------------------------------------
+
+
+def _is_secret_key(key: str) -> bool:
+    key = key.lower()
+    if key in _NOT_SECRET_TOKENS:
+        return False
+    # `token`, `hub_token`, `hf_token`, `access_token`, but not `tokenizer` or `missing_pad_token_strategy`.
+    return key == "token" or key.endswith("_token") or any(part in key for part in _SECRET_PARTS)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if _is_secret_key(str(k)) and v not in (None, "") else _mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
+def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
+    """The config with all defaults filled in, JSON/YAML-safe, secrets replaced by "***".
+
+    A legacy `training_args.logging_dir` is put back, so that the dump loads again as the same config.
+    """
+    data = cfg.model_dump(mode="json")
+    if cfg.legacy_logging_dir is not None:
+        data["training_args"]["logging_dir"] = cfg.legacy_logging_dir
+    return _mask(data)

@@ -1,0 +1,116 @@
+"""Load the base model (dtype, device map, quantization), grow its vocabulary, and wrap it with a PEFT adapter."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+# ModelArguments fields that are ours, not from_pretrained keywords under the same name.
+_RENAMED = {"torch_dtype": "dtype"}
+# Seed-000 ModelArguments that transformers 5 no longer accepts (downloads always resume, loading is always
+# low-memory, remote code follows `revision`): accepted in configs, not passed on.
+_OBSOLETE = {"resume_download", "low_cpu_mem_usage", "offload_state_dict", "code_revision"}
+
+
+class ModelSetupError(ValueError):
+    """A model-side combination the engine refuses (reported as a user error)."""
+
+
+def has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def default_device_map(num_processes: int):
+    """Silogen semantics: one process → "auto"; several → each process owns its local device. CPU → no map."""
+    if not has_accelerator():
+        return None
+    if num_processes > 1:
+        return {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return "auto"
+
+
+def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
+    """ModelArguments → from_pretrained keywords (unset values left to transformers, legacy names translated)."""
+    kwargs = {}
+    for key, value in model_args.model_dump().items():
+        if key in _OBSOLETE:
+            if key in model_args.model_fields_set:
+                logger.info("run_conf.model_args.%s: not used by transformers 5 (ignored)", key)
+            continue
+        if value is not None:
+            kwargs[_RENAMED.get(key, key)] = value
+    if kwargs.get("device_map") is None:
+        device_map = default_device_map(num_processes)
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        else:
+            kwargs.pop("device_map", None)
+    return kwargs
+
+
+def bitsandbytes_config(quant_conf):
+    """quant_conf → transformers.BitsAndBytesConfig, or None for no quantization."""
+    if quant_conf.quantization_type != "bits-and-bytes":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    options = quant_conf.model_dump(exclude={"quantization_type"}, exclude_none=True)
+    return BitsAndBytesConfig(**options)
+
+
+def load_model(run_conf, quant_conf, num_processes: int):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes)
+    quantization = bitsandbytes_config(quant_conf)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    return AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)
+
+
+def expand_vocabulary(model, tokenizer, quantized: bool) -> bool:
+    """Grow the embeddings when the template added tokens; new rows start at the mean embedding."""
+    if len(tokenizer) <= model.get_input_embeddings().weight.shape[0]:
+        return False
+    if quantized:
+        raise ModelSetupError(
+            "the chat template adds tokens to the vocabulary, which needs resizing the embeddings, "
+            "and a quantized model cannot be resized: train without quant_conf first, or pick a template "
+            "whose tokens the tokenizer already has"
+        )
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    logger.info("resized token embeddings to %d", len(tokenizer))
+    return True
+
+
+def _embedding_module_names(model) -> list[str]:
+    """Names of the input embedding and output head modules, as PEFT's modules_to_save wants them."""
+    wanted = {id(model.get_input_embeddings()): None, id(model.get_output_embeddings()): None}
+    names = []
+    for name, module in model.named_modules():
+        if id(module) in wanted and name:
+            names.append(name.rsplit(".", 1)[-1])
+    return sorted(set(names))
+
+
+def apply_peft(model, peft_conf, vocab_expanded: bool, quantized: bool):
+    """Wrap the model per `peft_conf`; returns the model unchanged for NO_PEFT."""
+    if peft_conf.peft_type == "NO_PEFT":
+        return model
+    import peft
+
+    if quantized:
+        model = peft.prepare_model_for_kbit_training(model)
+    if peft_conf.peft_type == "PRETRAINED_PEFT":
+        return peft.PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
+    config_dict = {"peft_type": peft_conf.peft_type, "task_type": peft_conf.task_type, **peft_conf.peft_kwargs}
+    if vocab_expanded:
+        # New token rows must be trained and saved with the adapter, or the new tokens stay random at inference.
+        modules = list(config_dict.get("modules_to_save") or [])
+        config_dict["modules_to_save"] = sorted(set(modules) | set(_embedding_module_names(model)))
+    model = peft.get_peft_model(model, peft.get_peft_config(config_dict))
+    return model

@@ -1,0 +1,90 @@
+"""Tokenizer set-up: load, install the named chat template (adding its special tokens), pad token, inference save.
+
+The training tokenizer and the saved one differ on purpose: what is saved is set up for inference (bos added,
+no eos appended, eos = the template's assistant end marker), so a served model stops where it was taught to.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from ..data.templates import ChatTemplate, Markers, TemplateError, resolve_markers
+
+logger = logging.getLogger(__name__)
+
+PAD_SOURCES = {"eos-repurpose": "eos_token", "bos-repurpose": "bos_token", "unk-repurpose": "unk_token"}
+
+
+def load_tokenizer(run_conf):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        run_conf.tokenizer or run_conf.model,
+        use_fast=run_conf.use_fast_tokenizer,
+        trust_remote_code=run_conf.model_args.trust_remote_code,
+    )
+
+
+def add_template_tokens(tokenizer, template: ChatTemplate) -> list[str]:
+    """Add the template's special tokens the tokenizer lacks, keeping existing extra special tokens; return the new ones."""
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in template.added_special_tokens if token not in vocab]
+    present_but_not_special = [
+        token for token in template.added_special_tokens if token in vocab and token not in tokenizer.all_special_tokens
+    ]
+    to_register = missing + present_but_not_special
+    if to_register:
+        tokenizer.add_special_tokens({"additional_special_tokens": to_register}, replace_extra_special_tokens=False)
+    return missing
+
+
+def apply_pad_strategy(tokenizer, strategy: str) -> None:
+    """Set a pad token only when the tokenizer has none (see MissingPadTokenStrategy in the config reference)."""
+    if strategy == "unk-convert-to-eos":
+        if tokenizer.pad_token is not None:
+            raise TemplateError(
+                "data_conf.missing_pad_token_strategy: 'unk-convert-to-eos' needs a tokenizer without a pad token, "
+                f"but this one has pad_token={tokenizer.pad_token!r}; use another strategy"
+            )
+        source = "unk_token"
+    elif tokenizer.pad_token is not None:
+        return
+    else:
+        source = PAD_SOURCES[strategy]
+    token = getattr(tokenizer, source)
+    if token is None:
+        raise TemplateError(
+            f"data_conf.missing_pad_token_strategy: {strategy!r} uses the tokenizer's {source}, which it does not have"
+        )
+    tokenizer.pad_token = token
+
+
+def install_inference_save(tokenizer, end_marker: str) -> None:
+    """Every save (checkpoints included) writes the inference set-up, then the in-memory training set-up is restored."""
+    original_save = tokenizer.save_pretrained
+
+    @functools.wraps(original_save)
+    def save_pretrained(*args, **kwargs):
+        saved = (tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token)
+        tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token = True, False, end_marker
+        try:
+            return original_save(*args, **kwargs)
+        finally:
+            tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token = saved
+
+    tokenizer.save_pretrained = save_pretrained
+
+
+def setup_tokenizer(tokenizer, template: ChatTemplate, data_conf) -> tuple[Markers, list[str]]:
+    """Install template, tokens, padding; return the template's markers and the tokens added to the vocabulary."""
+    if template.jinja is not None:
+        tokenizer.chat_template = template.jinja
+    added = add_template_tokens(tokenizer, template)
+    tokenizer.padding_side = data_conf.padding_side
+    apply_pad_strategy(tokenizer, data_conf.missing_pad_token_strategy)
+    markers = resolve_markers(template, tokenizer)
+    install_inference_save(tokenizer, markers.assistant_end)
+    if added:
+        logger.info("chat template %r added special tokens %s to the vocabulary", template.name, added)
+    return markers, added

@@ -1,0 +1,129 @@
+"""Build a tiny random-init Llama model and a BPE tokenizer trained on the fly, saved as a normal HF model dir.
+
+The demo and the tests need a real base model without any hub download: this writes one in a few seconds that
+loads with plain `AutoModelForCausalLM` / `AutoTokenizer`, like any checkpoint a user would pass in `run_conf.model`.
+
+    python -m finetuning.tools.tiny_model OUT_DIR [--corpus file.jsonl ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+# A chat template of the tokenizer's own, so that `chat_template_name: keep-original` has something to keep.
+TINY_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '### ' + message['role'] + ':\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '### assistant:\n' }}{% endif %}"
+)
+
+_FILLER = [
+    "The quick brown fox jumps over the lazy dog.",
+    "What is the capital of the country? The capital is a city.",
+    "You are a helpful assistant. Answer the question briefly.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 11 12 100 1000.",
+    "system user assistant question answer who what where when why how which",
+]
+
+
+def _texts_from_jsonl(path: Path) -> Iterator[str]:
+    """Yield every string found in a JSONL file's rows (message contents, prompts...), whatever the row shape."""
+
+    def strings(value) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield from strings(json.loads(line))
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
+    """Train a byte-level BPE tokenizer; it has bos/eos/unk but deliberately no pad token (the engine must set one)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(list(corpus) + _FILLER * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=2048
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def build_model(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed: int = 0):
+    """A random-init Llama; bos/eos ids match the tokenizer built above (special tokens come first)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    corpus_files: Iterable[str | Path] = (),
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write tokenizer + model to `out_dir` and return it."""
+    out = Path(out_dir)
+    corpus: list[str] = []
+    for path in corpus_files:
+        corpus.extend(_texts_from_jsonl(Path(path)))
+    tokenizer = build_tokenizer(corpus, vocab_size)
+    model = build_model(len(tokenizer), hidden_size, num_layers, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--corpus", nargs="*", default=[], help="JSONL files whose strings train the tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = build_tiny_model(args.out_dir, args.corpus, args.vocab_size, args.hidden_size, args.num_layers, args.seed)
+    print(f"tiny model written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Mixing and splitting: orders, proportions, seeds (reproducible), sizes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from datasets import Dataset
+
+from finetuning.data.mixing import auto_split, concatenate, longest_first, weighted_mix
+
+
+def named(name: str, n: int) -> Dataset:
+    return Dataset.from_dict({"source": [name] * n, "index": list(range(n))})
+
+
+def sources(dataset: Dataset) -> list[str]:
+    return dataset["source"]
+
+
+def test_concatenation_keeps_listed_order():
+    mixed = concatenate([named("a", 2), named("b", 3)])
+    assert sources(mixed) == ["a", "a", "b", "b", "b"]
+
+
+def test_all_weights_one_is_exact_round_robin_with_oversampling():
+    mixed = weighted_mix([named("a", 3), named("b", 1)], [1.0, 1.0], seed=1)
+    assert len(mixed) == 3 * 2  # max(n_i) x k
+    assert sources(mixed) == ["a", "b"] * 3
+    assert mixed["index"] == [0, 0, 1, 0, 2, 0]  # the smaller dataset cycles
+
+
+def test_weighted_proportions_and_every_example_drawn():
+    parts = [named("a", 900), named("b", 900), named("c", 200)]
+    mixed = weighted_mix(parts, [4.5, 4.5, 1.0], seed=19851243)
+    counts = Counter(sources(mixed))
+    total = sum(counts.values())
+    for name, expected in {"a": 0.45, "b": 0.45, "c": 0.10}.items():
+        assert counts[name] / total == pytest.approx(expected, abs=0.03)
+    for name, n in (("a", 900), ("b", 900), ("c", 200)):  # "all_exhausted": nothing is left out
+        assert set(i for s, i in zip(mixed["source"], mixed["index"], strict=True) if s == name) == set(range(n))
+
+
+def test_weighted_mix_is_reproducible_and_seed_dependent():
+    parts = [named("a", 50), named("b", 50)]
+    first = sources(weighted_mix(parts, [3.0, 1.0], seed=7))
+    assert first == sources(weighted_mix(parts, [3.0, 1.0], seed=7))
+    assert first != sources(weighted_mix(parts, [3.0, 1.0], seed=8))
+
+
+def test_zero_weight_skips_a_dataset_and_all_zero_is_an_error():
+    assert set(sources(weighted_mix([named("a", 5), named("b", 5)], [1.0, 0.0], seed=1))) == {"a"}
+    with pytest.raises(ValueError, match="all sampling weights are 0"):
+        weighted_mix([named("a", 5)], [0.0], seed=1)
+
+
+def test_auto_split_sizes_and_seed():
+    data = named("a", 100)
+    train, validation = auto_split(data, 0.2, seed=1289525893)
+    assert (len(train), len(validation)) == (80, 20)
+    assert set(train["index"]).isdisjoint(validation["index"])
+    again_train, _ = auto_split(data, 0.2, seed=1289525893)
+    assert train["index"] == again_train["index"]
+    other_train, _ = auto_split(data, 0.2, seed=5)
+    assert train["index"] != other_train["index"]
+
+
+def test_validation_sorted_longest_first():
+    data = Dataset.from_dict({"length": [3, 9, 1, 5]})
+    assert longest_first(data)["length"] == [9, 5, 3, 1]

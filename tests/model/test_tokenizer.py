@@ -1,0 +1,62 @@
+"""Pad strategies, the unk-convert-to-eos collator, and the inference set-up written on every tokenizer save."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from finetuning.data.collator import build_collator
+from finetuning.data.templates import TemplateError, get_template
+from finetuning.data.tokenize import IGNORE_INDEX
+from finetuning.model.tokenizer import apply_pad_strategy, setup_tokenizer
+from tests.data.test_templates import data_conf
+
+
+@pytest.mark.parametrize(
+    ("strategy", "source"),
+    [
+        ("eos-repurpose", "eos_token"),
+        ("bos-repurpose", "bos_token"),
+        ("unk-repurpose", "unk_token"),
+        ("unk-convert-to-eos", "unk_token"),
+    ],
+)
+def test_pad_strategy_sets_the_pad_token(tokenizer, strategy, source):
+    assert tokenizer.pad_token is None
+    apply_pad_strategy(tokenizer, strategy)
+    assert tokenizer.pad_token == getattr(tokenizer, source)
+
+
+def test_existing_pad_token_is_kept_except_for_unk_convert(tokenizer):
+    tokenizer.pad_token = tokenizer.eos_token
+    apply_pad_strategy(tokenizer, "bos-repurpose")
+    assert tokenizer.pad_token == tokenizer.eos_token
+    with pytest.raises(TemplateError, match="needs a tokenizer without a pad token"):
+        apply_pad_strategy(tokenizer, "unk-convert-to-eos")
+
+
+@pytest.mark.parametrize("strategy", ["bos-repurpose", "unk-convert-to-eos"])
+def test_collator_pads_and_masks(tokenizer, strategy):
+    apply_pad_strategy(tokenizer, strategy)
+    collator = build_collator(tokenizer, strategy)
+    batch = collator(
+        [{"input_ids": [10, 11, 12], "labels": [IGNORE_INDEX, 11, 12]}, {"input_ids": [20], "labels": [20]}]
+    )
+    expected_pad = tokenizer.eos_token_id if strategy == "unk-convert-to-eos" else tokenizer.bos_token_id
+    assert batch["input_ids"].tolist() == [[10, 11, 12], [20, expected_pad, expected_pad]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 11, 12], [20, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_saved_tokenizer_is_set_up_for_inference(tokenizer, tmp_path):
+    setup_tokenizer(tokenizer, get_template("chat-ml"), data_conf("chat-ml"))
+    training_eos = tokenizer.eos_token
+    tokenizer.save_pretrained(tmp_path)
+    assert tokenizer.eos_token == training_eos == "</s>"  # restored in memory
+
+    saved = AutoTokenizer.from_pretrained(tmp_path)
+    assert saved.eos_token == "<|im_end|>"
+    ids = saved("hello")["input_ids"]
+    assert ids[0] == saved.bos_token_id and ids[-1] != saved.convert_tokens_to_ids("</s>")
+    assert saved.chat_template == get_template("chat-ml").jinja
+    assert saved.pad_token == saved.bos_token
