@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import subprocess
@@ -18,10 +19,8 @@ _VERSIONED = ("finetuning", "torch", "transformers", "trl", "peft", "accelerate"
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in _VERSIONED:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return versions
 
 
