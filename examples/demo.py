@@ -48,11 +48,14 @@ def exact_match_rate() -> float:
     correct = 0
     for number, row in enumerate(rows):
         prompt_messages, answer = row["messages"][:-1], row["messages"][-1]["content"]
-        prompt = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, return_tensors="pt")
-        input_ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+        # Pass the attention mask: the pad token is bos here (bos-repurpose), so generate() must not guess the mask
+        # from pad ids, or it would hide the leading bos the model was trained with.
+        prompt = tokenizer.apply_chat_template(
+            prompt_messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.no_grad():
-            output = model.generate(input_ids=input_ids, max_new_tokens=40, do_sample=False)
-        generated = tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+            output = model.generate(**prompt, max_new_tokens=40, do_sample=False)
+        generated = tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True).strip()
         correct += generated == answer
         if number < 3 or generated != answer:
             mark = "ok " if generated == answer else "MISS"

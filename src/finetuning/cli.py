@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 
-from .config import ConfigError, config_json_schema, load_config, render_config_reference
+from .config import config_json_schema, load_config, render_config_reference
+from .errors import UserError
 
 USER_ERROR_EXIT = 2
 logger = logging.getLogger("finetuning")
@@ -44,18 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean "the user's input is wrong": printed as a list of problems, exit code 2."""
-    from .data.readers import DataError
-    from .data.templates import TemplateError
-    from .model.loading import ModelSetupError
-    from .train.batch_size import BatchSizeError
-
-    return ConfigError, DataError, TemplateError, BatchSizeError, ModelSetupError
-
-
-def _report_user_error(error: Exception) -> int:
-    problems = getattr(error, "problems", None) or [str(error)]
+def _report_user_error(error: UserError) -> int:
+    problems = error.problems
     print(f"error: {len(problems)} problem(s) found:" if len(problems) > 1 else "error:", file=sys.stderr)
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
@@ -106,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return COMMANDS[args.command](args)
-    except _user_errors() as error:
+    except UserError as error:
         return _report_user_error(error)
 
 

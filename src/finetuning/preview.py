@@ -12,6 +12,7 @@ from rich.text import Text
 from .data.sft import build_sft_datasets, validate_sft_data
 from .data.templates import get_template
 from .data.tokenize import IGNORE_INDEX
+from .model.loading import check_model_sources
 from .model.tokenizer import load_tokenizer, setup_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
@@ -19,6 +20,7 @@ TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 
 def validate_data(cfg) -> str:
     """Raise DataError for any bad file or row; return a one-line summary."""
+    check_model_sources(cfg.run_conf)
     validate_sft_data(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
     files = [d.path for d in cfg.data_conf.training_data.datasets]
     if cfg.data_conf.validation_data.type == "CONCATENATION":

@@ -10,12 +10,13 @@ from .config import dump_resolved_config
 from .data.collator import build_collator
 from .data.sft import build_sft_datasets
 from .data.templates import get_template
-from .model.loading import apply_peft, expand_vocabulary, load_model
+from .model.loading import apply_peft, check_model_sources, expand_vocabulary, load_model
 from .model.tokenizer import load_tokenizer, setup_tokenizer
 from .train.arguments import build_training_config
 from .train.batch_size import plan_batches
 from .train.checkpoints import resolve_resume
 from .train.saving import save_final
+from .train.summary import print_run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,12 @@ def num_processes() -> int:
 
 def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
     """Train per `cfg` (an SFTExperimentConfig) and return the final checkpoint directory."""
+    import time
+
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    started = time.perf_counter()
     plan = plan_batches(
         cfg.batchsize_conf.total_train_batch_size,
         cfg.batchsize_conf.max_per_device_train_batch_size,
@@ -37,6 +41,7 @@ def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
         cfg.batchsize_conf.per_device_eval_batch_size,
     )
     set_seed(cfg.training_args.get("seed", 42))
+    check_model_sources(cfg.run_conf)
 
     tokenizer = load_tokenizer(cfg.run_conf)
     template = get_template(cfg.data_conf.chat_template_name)
@@ -83,10 +88,8 @@ def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
         data_collator=build_collator(tokenizer, cfg.data_conf.missing_pad_token_strategy),
     )
     trainer.train(resume_from_checkpoint=resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir)))
-    return save_final(
-        trainer,
-        tokenizer,
-        output_dir / cfg.run_conf.final_checkpoint_name,
-        markers.assistant_end,
-        dump_resolved_config(cfg),
-    )
+    final_dir = output_dir / cfg.run_conf.final_checkpoint_name
+    save_final(trainer, tokenizer, final_dir, markers.assistant_end, dump_resolved_config(cfg))
+    if trainer.is_world_process_zero():
+        print_run_summary(trainer, report, final_dir, time.perf_counter() - started)
+    return final_dir

@@ -8,6 +8,7 @@ import pytest
 from datasets import Dataset
 
 from finetuning.data.mixing import auto_split, concatenate, longest_first, weighted_mix
+from finetuning.data.readers import DataError
 
 
 def named(name: str, n: int) -> Dataset:
@@ -50,7 +51,7 @@ def test_weighted_mix_is_reproducible_and_seed_dependent():
 
 def test_zero_weight_skips_a_dataset_and_all_zero_is_an_error():
     assert set(sources(weighted_mix([named("a", 5), named("b", 5)], [1.0, 0.0], seed=1))) == {"a"}
-    with pytest.raises(ValueError, match="all sampling weights are 0"):
+    with pytest.raises(DataError, match="all sampling weights are 0"):
         weighted_mix([named("a", 5)], [0.0], seed=1)
 
 

@@ -17,19 +17,22 @@ from pydantic import BaseModel, ValidationError
 
 from finetuning.config.experiment import ExperimentConfigBase, SFTExperimentConfig
 from finetuning.config.training_args import merge_alternatives
+from finetuning.errors import UserError
 
 _SECRET_PARTS = ("api_key", "apikey", "password", "secret")
 _NOT_SECRET_TOKENS = {"bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"}
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config that cannot be used. `problems` holds one line per problem."""
 
     def __init__(self, problems: list[str], source: str | os.PathLike[str] | None = None):
-        self.problems = list(problems)
+        super().__init__(list(problems))
         self.source = str(source) if source is not None else None
+
+    def __str__(self) -> str:
         head = f"invalid config {self.source}" if self.source else "invalid config"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        return head + ":\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

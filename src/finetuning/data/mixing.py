@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datasets import Dataset, concatenate_datasets, interleave_datasets
 
+from .readers import DataError
+
 
 def concatenate(parts: list[Dataset]) -> Dataset:
     """Datasets in the listed order, one after the other."""
@@ -20,10 +22,10 @@ def weighted_mix(parts: list[Dataset], weights: list[float], seed: int) -> Datas
     max(n_i) x k); otherwise draws follow the probabilities w / sum(w), seeded.
     """
     if any(weight < 0 for weight in weights):
-        raise ValueError("sampling weights must be >= 0")
+        raise DataError("sampling weights must be >= 0")
     kept = [(part, weight) for part, weight in zip(parts, weights, strict=True) if weight > 0]
     if not kept:
-        raise ValueError("all sampling weights are 0: nothing to train on")
+        raise DataError("all sampling weights are 0: nothing to train on")
     datasets = [part for part, _ in kept]
     if len(datasets) == 1:
         return datasets[0]
@@ -37,7 +39,7 @@ def weighted_mix(parts: list[Dataset], weights: list[float], seed: int) -> Datas
 def auto_split(dataset: Dataset, ratio: float, seed: int) -> tuple[Dataset, Dataset]:
     """Split off `ratio` of the examples for validation (HF `train_test_split`, seeded)."""
     if len(dataset) < 2:
-        raise ValueError(f"AUTO_SPLIT needs at least 2 examples, the training data has {len(dataset)}")
+        raise DataError(f"AUTO_SPLIT needs at least 2 examples, the training data has {len(dataset)}")
     split = dataset.train_test_split(test_size=ratio, seed=seed)
     return split["train"], split["test"]
 

@@ -6,16 +6,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UserError
+
 ROLES = ("system", "user", "assistant")
 MAX_REPORTED_PROBLEMS = 20
 
 
-class DataError(Exception):
+class DataError(UserError):
     """User error in data files; carries every problem found (each `path:line: message`)."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def resolve_data_path(path: str) -> Path:

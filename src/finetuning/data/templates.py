@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 # Every template begins with bos when the tokenizer has one: the sequence is tokenised without adding special tokens,
 # so training and `apply_chat_template` at inference see identical token ids.
 _BOS = "{% if bos_token %}{{ bos_token }}{% endif %}"
@@ -87,7 +89,7 @@ class Markers:
     assistant_end: str
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError):
     """A template cannot be used with this tokenizer (user error, reported without a traceback)."""
 
 

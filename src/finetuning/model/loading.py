@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # ModelArguments fields that are ours, not from_pretrained keywords under the same name.
@@ -14,8 +16,29 @@ _RENAMED = {"torch_dtype": "dtype"}
 _OBSOLETE = {"resume_download", "low_cpu_mem_usage", "offload_state_dict", "code_revision"}
 
 
-class ModelSetupError(ValueError):
+class ModelSetupError(UserError):
     """A model-side combination the engine refuses (reported as a user error)."""
+
+
+def model_source_problem(name_or_path: str, key: str = "run_conf.model") -> str | None:
+    """A local-looking path that does not exist is a user error; anything else may be a hub id (org/name)."""
+    from pathlib import Path
+
+    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists()
+    path = Path(name_or_path).expanduser().resolve()
+    if looks_local and not path.exists():
+        return f"{key}: {path}: not found (a local path; hub ids look like 'org/name')"
+    return None
+
+
+def check_model_sources(run_conf) -> None:
+    """Fail before any download or load when the model / tokenizer path is plainly missing."""
+    problems = [model_source_problem(run_conf.model)]
+    if run_conf.tokenizer:
+        problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer"))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ModelSetupError(problems)
 
 
 def has_accelerator() -> bool:

@@ -55,5 +55,9 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
     )
     if args["learning_rate"] != training_args.get("learning_rate", args["learning_rate"]):
         logger.info("learning rate after overrides: %g", args["learning_rate"])
+    if "dataloader_pin_memory" not in training_args:
+        from ..model.loading import has_accelerator
+
+        args["dataloader_pin_memory"] = has_accelerator()  # pinning is pointless (and warns) without a GPU
     args.update(engine)
     return config_class(**args)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UserError
 
-class BatchSizeError(ValueError):
+
+class BatchSizeError(UserError):
     """The requested total cannot be split evenly over the processes."""
 
 
