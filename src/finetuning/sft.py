@@ -40,6 +40,13 @@ def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
         num_processes(),
         cfg.batchsize_conf.per_device_eval_batch_size,
     )
+    logger.info(
+        "batch: %d process(es) x %d per device x %d accumulation = %d",
+        num_processes(),
+        plan.per_device_train_batch_size,
+        plan.gradient_accumulation_steps,
+        cfg.batchsize_conf.total_train_batch_size,
+    )
     set_seed(cfg.training_args.get("seed", 42))
     check_model_sources(cfg.run_conf)
 
