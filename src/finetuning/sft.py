@@ -47,6 +47,9 @@ def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
         plan.gradient_accumulation_steps,
         cfg.batchsize_conf.total_train_batch_size,
     )
+    # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
+    # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
     set_seed(cfg.training_args.get("seed", 42))
     check_model_sources(cfg.run_conf)
 

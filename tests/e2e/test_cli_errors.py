@@ -45,6 +45,7 @@ def test_bad_config_lists_every_problem_with_its_path(tmp_path, tiny_model_dir):
         ({"data_conf": {"training_data": {"datasets": [{"path": "missing.jsonl"}]}}}, "missing.jsonl: file not found"),
         ({"training_args": {"warmup_ratio": 0.1, "warmup_steps": 5}}, "training_args"),
         ({"quant_conf": {"quantization_type": "bits-and-bytes", "load_in_4bit": True}}, "quant"),
+        ({"training_args": {"eval_strategy": "steps"}}, "training_args.eval_strategy: 'steps' needs validation data"),
     ],
 )
 def test_user_errors_exit_2_before_training(tmp_path, tiny_model_dir, capsys, change, message):

@@ -82,6 +82,17 @@ class ExperimentConfigBase(StrictModel):
                 "quant_conf: a quantized model cannot be fully fine-tuned (peft_type NO_PEFT); "
                 "use an adapter such as LORA or drop quant_conf"
             )
+        if self.data_conf.validation_data.type == "NONE":
+            wants_eval = [
+                f"{key}: {self.training_args[key]!r}"
+                for key in ("eval_strategy", "load_best_model_at_end", "do_eval")
+                if self.training_args.get(key) not in (None, False, "no")
+            ]
+            if wants_eval:
+                raise ValueError(
+                    f"training_args.{wants_eval[0]} needs validation data, but data_conf.validation_data.type is NONE; "
+                    "use AUTO_SPLIT or CONCATENATION, or drop the evaluation options"
+                )
         return self
 
     @property
