@@ -4,7 +4,12 @@ Importing this package does not import torch; the trainer arguments classes are 
 validated.
 """
 
-from finetuning.config.experiment import ExperimentConfigBase, SFTExperimentConfig
+from finetuning.config.experiment import (
+    DPOExperimentConfig,
+    ExperimentConfigBase,
+    KTOExperimentConfig,
+    SFTExperimentConfig,
+)
 from finetuning.config.loading import ConfigError, dump_resolved_config, load_config, validate_config
 from finetuning.config.schema import config_json_schema, render_config_reference
 from finetuning.config.training_args import (
@@ -17,7 +22,9 @@ from finetuning.config.training_args import (
 __all__ = [
     "TRAINING_ARGS_FORBIDDEN",
     "ConfigError",
+    "DPOExperimentConfig",
     "ExperimentConfigBase",
+    "KTOExperimentConfig",
     "SFTExperimentConfig",
     "TrainingArgsError",
     "config_json_schema",

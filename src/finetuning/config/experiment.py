@@ -122,3 +122,72 @@ class SFTExperimentConfig(ExperimentConfigBase):
         from transformers import TrainingArguments  # lazy: imports torch
 
         return TrainingArguments
+
+
+# Silogen's DPO defaults (TRL's are 1024 / none): long prompts are common in preference data.
+DPO_DEFAULT_MAX_LENGTH = 2048
+DPO_DEFAULT_MAX_PROMPT_LENGTH = 1536
+
+
+class PreferenceExperimentConfigBase(ExperimentConfigBase):
+    """DPO-family configs: the SFT shape without `sft_args`; method options live in `training_args`.
+
+    `training_args.max_prompt_length` is kept although TRL 1.16 dropped it: prompts are truncated to it (keeping
+    their end, where the question is) during data preparation, as the Silogen engine's TRL did.
+    """
+
+    _max_prompt_length: int | None = PrivateAttr(default=DPO_DEFAULT_MAX_PROMPT_LENGTH)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _take_max_prompt_length(cls, data: Any, handler):
+        max_prompt_length = DPO_DEFAULT_MAX_PROMPT_LENGTH
+        if isinstance(data, dict) and isinstance(data.get("training_args"), dict):
+            training_args = dict(data["training_args"])
+            if "max_prompt_length" in training_args and not cls._trainer_has_field("max_prompt_length"):
+                max_prompt_length = training_args.pop("max_prompt_length")
+                if max_prompt_length is not None and (not isinstance(max_prompt_length, int) or max_prompt_length < 1):
+                    raise PydanticCustomError(
+                        "max_prompt_length", "training_args.max_prompt_length: must be a positive integer or null"
+                    )
+            training_args.setdefault("max_length", DPO_DEFAULT_MAX_LENGTH)
+            data = {**data, "training_args": training_args}
+        config = handler(data)
+        config._max_prompt_length = max_prompt_length
+        return config
+
+    @classmethod
+    def _trainer_has_field(cls, name: str) -> bool:
+        import dataclasses
+
+        return any(field.name == name for field in dataclasses.fields(cls._training_args_class()))
+
+    @property
+    def max_prompt_length(self) -> int | None:
+        """Prompts longer than this many tokens keep only their last `max_prompt_length` tokens (None: no limit)."""
+        return self._max_prompt_length
+
+
+class DPOExperimentConfig(PreferenceExperimentConfigBase):
+    """Preference optimisation with paired data (`finetuning dpo CONFIG`): DPO and every TRL DPO loss type."""
+
+    method: Literal["dpo"] = Field("dpo", description="dpo: paired preference optimisation (DPO, IPO, hinge, ...).")
+
+    @classmethod
+    def _training_args_class(cls) -> type:
+        from trl import DPOConfig  # lazy: imports torch
+
+        return DPOConfig
+
+
+class KTOExperimentConfig(PreferenceExperimentConfigBase):
+    """KTO (`finetuning dpo CONFIG` with `method: kto`): paired rows give one desirable and one undesirable example,
+    unpaired rows carry a boolean `label`; `desirable_weight` / `undesirable_weight` live in `training_args`."""
+
+    method: Literal["kto"] = Field("kto", description="kto: Kahneman-Tversky optimisation from (un)paired data.")
+
+    @classmethod
+    def _training_args_class(cls) -> type:
+        from trl import KTOConfig  # lazy: imports torch
+
+        return KTOConfig
