@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finetuning.config import load_config
+from finetuning.config import load_any_config
+from finetuning.data.preference import validate_preference_data
 from finetuning.data.sft import validate_sft_data
 from tests.conftest import REPO, write_yaml
 from tests.e2e.test_sft_cli import run_cli
@@ -18,10 +19,15 @@ def test_there_are_examples():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_loads_and_its_data_validates(path, monkeypatch):
-    assert path.read_text().splitlines()[0].startswith(f"# finetuning sft examples/{path.name}")
+    config = load_any_config(path)
+    command = "sft" if config.method == "sft" else "dpo"
+    assert path.read_text().splitlines()[0].startswith(f"# finetuning {command} examples/{path.name}")
     monkeypatch.chdir(REPO)  # example data paths are relative to the repo root, where users run them
-    config = load_config(path)
-    validate_sft_data(config.data_conf, require_assistant=config.sft_args.train_on_completions_only)
+    if config.method == "sft":
+        files = validate_sft_data(config.data_conf, require_assistant=config.sft_args.train_on_completions_only)
+    else:
+        files = validate_preference_data(config.data_conf, config.method)
+    assert files >= 1
 
 
 def test_silogen_style_example_runs_with_only_the_model_changed(tmp_path, tiny_model_dir, monkeypatch):

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from .config import config_json_schema, load_config, render_config_reference
+from .config import config_json_schema, load_any_config, render_config_reference
 from .errors import UserError
 
 USER_ERROR_EXIT = 2
@@ -26,9 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,validate,schema}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,dpo,validate,schema}")
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
+    dpo = commands.add_parser(
+        "dpo",
+        help="Direct Preference Optimization and related preference methods (every TRL DPO loss type such as IPO, "
+        "and KTO with `method: kto`)",
+    )
+    dpo.add_argument("config", help="Path to the experiment's YAML config file.")
     validate = commands.add_parser("validate", help="Check a config and the data it points to, without loading a model")
     validate.add_argument("config", help="Path to the experiment's YAML config file.")
     validate.add_argument(
@@ -53,18 +59,27 @@ def _report_user_error(error: UserError) -> int:
     return USER_ERROR_EXIT
 
 
-def _load(path: str):
-    cfg = load_config(path)
+METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
+
+
+def _load(path: str, command: str | None = None):
+    """Load the config of the method it names; a config for another command is a user error, not a surprise."""
+    cfg = load_any_config(path)
+    if command is not None and cfg.method not in METHODS_OF_COMMAND[command]:
+        other = next(name for name, methods in METHODS_OF_COMMAND.items() if cfg.method in methods)
+        raise UserError(f"method: this config is for `{cfg.method}`; run it with `finetuning {other} {path}`")
     for notice in cfg.notices:
         logger.warning(notice)
     return cfg
 
 
-def _command_sft(args) -> int:
-    from .sft import run_sft
-
-    cfg = _load(args.config)
-    final = run_sft(cfg, args.num_preprocess_workers)
+def _command_train(args) -> int:
+    cfg = _load(args.config, args.command)
+    if args.command == "sft":
+        from .sft import run_sft as run
+    else:
+        from .dpo import run_preference as run
+    final = run(cfg, args.num_preprocess_workers)
     print(f"Training finished. Final model: {final}")
     return 0
 
@@ -86,7 +101,7 @@ def _command_schema(args) -> int:
     return 0
 
 
-COMMANDS = {"sft": _command_sft, "validate": _command_validate, "schema": _command_schema}
+COMMANDS = {"sft": _command_train, "dpo": _command_train, "validate": _command_validate, "schema": _command_schema}
 
 
 def main(argv: list[str] | None = None) -> int:

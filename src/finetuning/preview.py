@@ -9,6 +9,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
+from .data.inputs import read_input
+from .data.preference import PAIR_KEYS, dpo_row_problem, preference_texts, validate_preference_data
 from .data.sft import build_sft_datasets, validate_sft_data
 from .data.templates import get_template
 from .data.tokenize import IGNORE_INDEX
@@ -21,11 +23,11 @@ TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 def validate_data(cfg) -> str:
     """Raise DataError for any bad file or row; return a one-line summary."""
     check_model_sources(cfg.run_conf)
-    validate_sft_data(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
-    files = [d.path for d in cfg.data_conf.training_data.datasets]
-    if cfg.data_conf.validation_data.type == "CONCATENATION":
-        files += [d.path for d in cfg.data_conf.validation_data.datasets]
-    return f"data OK: {len(files)} file(s), every row parsed and has the expected shape"
+    if cfg.method == "sft":
+        files = validate_sft_data(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
+    else:
+        files = validate_preference_data(cfg.data_conf, cfg.method)
+    return f"data OK: {files} file(s), every row parsed and has the expected shape"
 
 
 def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:
@@ -53,8 +55,22 @@ def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:
     return text
 
 
+def show_pairs(cfg, count: int, console: Console) -> None:
+    """Preference rows as the template renders them: the prompt, then each completion continuing it."""
+    tokenizer = load_tokenizer(cfg.run_conf)
+    setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
+    rows = [row for part in read_input(cfg.data_conf.training_data, dpo_row_problem, PAIR_KEYS) for row in part]
+    for index, row in enumerate(rows[:count]):
+        texts = preference_texts(row, tokenizer)
+        console.rule(f"pair {index}")
+        for key in ("prompt", "chosen", "rejected"):
+            console.print(Text(f"{key}: ", style="bold"), Text(texts[key], style="dim" if key == "prompt" else "green"))
+
+
 def show_examples(cfg, count: int, num_workers: int | None = None, console: Console | None = None) -> None:
     console = console or Console(soft_wrap=True)
+    if cfg.method != "sft":
+        return show_pairs(cfg, count, console)
     tokenizer = load_tokenizer(cfg.run_conf)
     markers, added = setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
     completions = markers if cfg.sft_args.train_on_completions_only else None

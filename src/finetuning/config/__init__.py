@@ -10,7 +10,14 @@ from finetuning.config.experiment import (
     KTOExperimentConfig,
     SFTExperimentConfig,
 )
-from finetuning.config.loading import ConfigError, dump_resolved_config, load_config, validate_config
+from finetuning.config.loading import (
+    ConfigError,
+    config_class_for,
+    dump_resolved_config,
+    load_any_config,
+    load_config,
+    validate_config,
+)
 from finetuning.config.schema import config_json_schema, render_config_reference
 from finetuning.config.training_args import (
     TRAINING_ARGS_FORBIDDEN,
@@ -27,8 +34,10 @@ __all__ = [
     "KTOExperimentConfig",
     "SFTExperimentConfig",
     "TrainingArgsError",
+    "config_class_for",
     "config_json_schema",
     "dump_resolved_config",
+    "load_any_config",
     "load_config",
     "process_training_args",
     "render_config_reference",

@@ -105,6 +105,10 @@ class ExperimentConfigBase(StrictModel):
         """TensorBoard log directory: `training_args.logging_dir` (legacy) or `$LOGS_PATH` or `./logs`."""
         return self._logging_dir or self.training_args.get("logging_dir") or default_logging_dir()
 
+    def engine_training_args(self) -> dict[str, Any]:
+        """`training_args` keys the engine consumes itself (not passed to the trainer); written back on dumps."""
+        return {}
+
     @property
     def legacy_logging_dir(self) -> str | None:
         """The `training_args.logging_dir` the user gave, if the installed library no longer has that option."""
@@ -132,28 +136,52 @@ DPO_DEFAULT_MAX_PROMPT_LENGTH = 1536
 class PreferenceExperimentConfigBase(ExperimentConfigBase):
     """DPO-family configs: the SFT shape without `sft_args`; method options live in `training_args`.
 
-    `training_args.max_prompt_length` is kept although TRL 1.16 dropped it: prompts are truncated to it (keeping
-    their end, where the question is) during data preparation, as the Silogen engine's TRL did.
+    Silogen DPO configs were written for TRL 0.13; three of their keys no longer exist in TRL 1.16 and keep their
+    meaning here: `max_prompt_length` (prompts truncated to it, keeping their end, during data preparation),
+    `rpo_alpha` (now the "sft" loss added with that weight) and `reference_free` (reference log-probs are zero).
     """
 
     _max_prompt_length: int | None = PrivateAttr(default=DPO_DEFAULT_MAX_PROMPT_LENGTH)
+    _reference_free: bool = PrivateAttr(default=False)
 
     @model_validator(mode="wrap")
     @classmethod
-    def _take_max_prompt_length(cls, data: Any, handler):
-        max_prompt_length = DPO_DEFAULT_MAX_PROMPT_LENGTH
+    def _take_legacy_keys(cls, data: Any, handler):
+        engine: dict[str, Any] = {"max_prompt_length": DPO_DEFAULT_MAX_PROMPT_LENGTH, "reference_free": False}
+        notices: list[str] = []
         if isinstance(data, dict) and isinstance(data.get("training_args"), dict):
             training_args = dict(data["training_args"])
-            if "max_prompt_length" in training_args and not cls._trainer_has_field("max_prompt_length"):
-                max_prompt_length = training_args.pop("max_prompt_length")
-                if max_prompt_length is not None and (not isinstance(max_prompt_length, int) or max_prompt_length < 1):
-                    raise PydanticCustomError(
-                        "max_prompt_length", "training_args.max_prompt_length: must be a positive integer or null"
+            for key in engine:
+                if key in training_args and not cls._trainer_has_field(key):
+                    engine[key] = training_args.pop(key)
+            if not (engine["max_prompt_length"] is None or _positive_int(engine["max_prompt_length"])):
+                raise PydanticCustomError(
+                    "max_prompt_length", "training_args.max_prompt_length: must be a positive integer or null"
+                )
+            if not isinstance(engine["reference_free"], bool):
+                raise PydanticCustomError("reference_free", "training_args.reference_free: must be true or false")
+            if engine["reference_free"]:
+                notices.append("training_args.reference_free: true → reference log-probs are taken as 0 (no reference)")
+            if "rpo_alpha" in training_args and not cls._trainer_has_field("rpo_alpha"):
+                alpha = training_args.pop("rpo_alpha")
+                if alpha is not None:
+                    losses = training_args.get("loss_type", ["sigmoid"])
+                    losses = [losses] if isinstance(losses, str) else list(losses)
+                    weights = training_args.get("loss_weights") or [1.0] * len(losses)
+                    training_args["loss_type"], training_args["loss_weights"] = (
+                        losses + ["sft"],
+                        list(weights) + [alpha],
+                    )
+                    notices.append(
+                        f"training_args.rpo_alpha: {alpha} translated to loss_type {training_args['loss_type']} "
+                        f"with loss_weights {training_args['loss_weights']} (RPO = DPO + weighted NLL on chosen)"
                     )
             training_args.setdefault("max_length", DPO_DEFAULT_MAX_LENGTH)
             data = {**data, "training_args": training_args}
         config = handler(data)
-        config._max_prompt_length = max_prompt_length
+        config._max_prompt_length = engine["max_prompt_length"]
+        config._reference_free = engine["reference_free"]
+        config._notices.extend(notices)
         return config
 
     @classmethod
@@ -166,6 +194,18 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
     def max_prompt_length(self) -> int | None:
         """Prompts longer than this many tokens keep only their last `max_prompt_length` tokens (None: no limit)."""
         return self._max_prompt_length
+
+    def engine_training_args(self) -> dict[str, Any]:
+        return {"max_prompt_length": self._max_prompt_length, "reference_free": self._reference_free}
+
+    @property
+    def reference_free(self) -> bool:
+        """Reference-free DPO: the implicit reward is the policy log-prob itself (reference log-probs = 0)."""
+        return self._reference_free
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class DPOExperimentConfig(PreferenceExperimentConfigBase):

@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from finetuning.config.experiment import ExperimentConfigBase, SFTExperimentConfig
+from finetuning.config.experiment import (
+    DPOExperimentConfig,
+    ExperimentConfigBase,
+    KTOExperimentConfig,
+    SFTExperimentConfig,
+)
 from finetuning.config.training_args import merge_alternatives
 from finetuning.errors import UserError
 
@@ -62,6 +67,22 @@ def load_config(
 ) -> ExperimentConfigBase:
     """Load and validate a YAML config. Raises `ConfigError` with all problems; notices are on `.notices`."""
     return validate_config(read_yaml(path), config_class, source=path)
+
+
+def config_class_for(method: Any) -> type[ExperimentConfigBase]:
+    """The config model for a `method` value (absent: sft, the seed-000 default)."""
+    classes = {"sft": SFTExperimentConfig, "dpo": DPOExperimentConfig, "kto": KTOExperimentConfig}
+    if method is None:
+        return SFTExperimentConfig
+    if method not in classes:
+        raise ConfigError([f"method: {method!r} is not a method; expected one of {', '.join(map(repr, classes))}"])
+    return classes[method]
+
+
+def load_any_config(path: str | os.PathLike[str]) -> ExperimentConfigBase:
+    """Load a config of whichever method its `method` key names."""
+    data = read_yaml(path)
+    return validate_config(data, config_class_for(data.get("method")), source=path)
 
 
 def validate_config(
@@ -227,4 +248,5 @@ def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     if cfg.legacy_logging_dir is not None:
         data["training_args"]["logging_dir"] = cfg.legacy_logging_dir
+    data["training_args"].update(cfg.engine_training_args())
     return _mask(data)

@@ -90,4 +90,6 @@ def prepare_splits(
         train, evaluation = auto_split(train, validation_conf.ratio, validation_conf.seed)
     elif validation_conf.type == "CONCATENATION":
         evaluation = process(concatenate(read(validation_conf)), "validation")
-    return train, None if evaluation is None else longest_first(evaluation)
+    if evaluation is not None and "length" in evaluation.column_names:  # untokenised data (KTO) stays as it is
+        evaluation = longest_first(evaluation)
+    return train, evaluation

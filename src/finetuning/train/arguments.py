@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from ..errors import UserError
 from .batch_size import BatchPlan
 from .lr import scaled_learning_rate
 
@@ -60,4 +61,7 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
 
         args["dataloader_pin_memory"] = has_accelerator()  # pinning is pointless (and warns) without a GPU
     args.update(engine)
-    return config_class(**args)
+    try:
+        return config_class(**args)
+    except ValueError as error:  # the arguments class's own consistency checks (__post_init__)
+        raise UserError(f"training_args: {error}") from None

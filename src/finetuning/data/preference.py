@@ -1,0 +1,185 @@
+"""Preference data (DPO pairs, KTO examples): row checks, template rendering into prompt / completion text, tokens.
+
+The prompt is the template's rendering of the prompt messages with the generation prompt (so the assistant header
+belongs to the prompt, as at inference); each completion is the rendering of prompt + completion messages minus that
+prompt text. Token ids come from tokenising the full text once and cutting at the common prefix with the prompt,
+exactly as TRL does, so DPO sees the same ids an SFT model was trained and is served with.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from .inputs import DataReport, drop_too_long, prepare_splits, read_input, validate_inputs
+from .readers import check_messages
+from .templates import TemplateError, render
+
+PAIR_KEYS = ("prompt_messages", "chosen_messages", "rejected_messages")
+UNPAIRED_KEYS = ("prompt_messages", "completion_messages", "label")
+SETTING = "training_args.max_length"
+
+
+def _completion_problem(messages, key: str) -> str | None:
+    problem = check_messages(messages, key, require_assistant=True)
+    if problem is None and messages[0]["role"] != "assistant":
+        return f"'{key}' must start with an assistant message (the prompt holds the user turns)"
+    return problem
+
+
+def dpo_row_problem(row: dict) -> str | None:
+    missing = [key for key in PAIR_KEYS if key not in row]
+    if missing:
+        return f"missing {missing} (a DPO row has {', '.join(PAIR_KEYS)}; keys found: {sorted(row)})"
+    return check_messages(row["prompt_messages"], "prompt_messages") or next(
+        (p for key in PAIR_KEYS[1:] if (p := _completion_problem(row[key], key))), None
+    )
+
+
+def kto_row_problem(row: dict) -> str | None:
+    """KTO takes DPO pairs (one desirable + one undesirable example each) or unpaired rows with a boolean label."""
+    if "chosen_messages" in row or "rejected_messages" in row:
+        return dpo_row_problem(row)
+    missing = [key for key in UNPAIRED_KEYS if key not in row]
+    if missing:
+        return f"missing {missing} (a KTO row has {', '.join(UNPAIRED_KEYS)}, or is a DPO pair)"
+    if not isinstance(row["label"], bool):
+        return f"'label' must be true (desirable) or false (undesirable), got {row['label']!r}"
+    return check_messages(row["prompt_messages"], "prompt_messages") or _completion_problem(
+        row["completion_messages"], "completion_messages"
+    )
+
+
+def split_prompt(prompt_messages: list[dict], completion_messages: list[dict], tokenizer) -> tuple[str, str]:
+    """(prompt text, completion text) such that prompt + completion == the rendered whole conversation."""
+    full = render(prompt_messages + completion_messages, tokenizer)
+    for add_generation_prompt in (True, False):
+        prompt = render(prompt_messages, tokenizer, add_generation_prompt=add_generation_prompt)
+        if full.startswith(prompt):
+            return prompt, full[len(prompt) :]
+    raise TemplateError(
+        "the chat template does not render the prompt messages as a prefix of the whole conversation, so prompt and "
+        "completion cannot be separated; use another chat template"
+    )
+
+
+def preference_texts(row: dict, tokenizer) -> dict[str, str]:
+    """A DPO row → {"prompt", "chosen", "rejected"} strings (the chosen/rejected texts continue the prompt)."""
+    prompt, chosen = split_prompt(row["prompt_messages"], row["chosen_messages"], tokenizer)
+    prompt_again, rejected = split_prompt(row["prompt_messages"], row["rejected_messages"], tokenizer)
+    assert prompt == prompt_again  # the prompt rendering does not depend on the completion
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _common_prefix_length(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def truncate_prompt(prompt_ids: list[int], max_prompt_length: int | None, bos_token_id: int | None) -> list[int]:
+    """Keep the end of a long prompt (where the question is), and its leading bos if it had one."""
+    if max_prompt_length is None or len(prompt_ids) <= max_prompt_length:
+        return prompt_ids
+    keep_bos = bos_token_id is not None and prompt_ids[0] == bos_token_id
+    tail = prompt_ids[len(prompt_ids) - (max_prompt_length - keep_bos) :]
+    return ([bos_token_id] if keep_bos else []) + tail
+
+
+def tokenize_pair(row: dict, tokenizer, max_prompt_length: int | None) -> dict:
+    texts = preference_texts(row, tokenizer)
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt_ids, full_chosen, full_rejected = (
+        ids(texts["prompt"]),
+        ids(texts["prompt"] + texts["chosen"]),
+        ids(texts["prompt"] + texts["rejected"]),
+    )
+    cut = min(_common_prefix_length(prompt_ids, full_chosen), _common_prefix_length(prompt_ids, full_rejected))
+    prompt_ids = truncate_prompt(prompt_ids[:cut], max_prompt_length, tokenizer.bos_token_id)
+    chosen_ids, rejected_ids = full_chosen[cut:], full_rejected[cut:]
+    return {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": chosen_ids,
+        "rejected_ids": rejected_ids,
+        # what TRL's collator feeds the model: prompt + the longer completion
+        "length": len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)),
+    }
+
+
+def build_dpo_datasets(
+    data_conf, max_length: int | None, max_prompt_length: int | None, tokenizer, num_proc: int | None = None
+) -> tuple[Dataset, Dataset | None, DataReport]:
+    """Tokenised (train, validation or None, report); columns prompt_ids, chosen_ids, rejected_ids."""
+    report = DataReport()
+
+    def process(dataset: Dataset, what: str) -> Dataset:
+        tokenized = dataset.map(
+            tokenize_pair,
+            fn_kwargs={"tokenizer": tokenizer, "max_prompt_length": max_prompt_length},
+            remove_columns=dataset.column_names,
+            num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+            desc=f"Tokenizing {what} pairs",
+        )
+        return tokenized if max_length is None else drop_too_long(tokenized, max_length, what, report, SETTING)
+
+    train, evaluation = prepare_splits(
+        data_conf, lambda data_input: read_input(data_input, dpo_row_problem, PAIR_KEYS), process
+    )
+    _fill_report(report, train, evaluation, ("chosen_ids", "rejected_ids"))
+    return train.remove_columns("length"), None if evaluation is None else evaluation.remove_columns("length"), report
+
+
+def _as_kto_examples(dataset: Dataset) -> Dataset:
+    """Rows → TRL's conversational unpaired form {prompt, completion, label}; pairs give one example of each label."""
+    rows = []
+    for row in dataset:
+        if row.get("chosen_messages"):
+            rows.append({"prompt": row["prompt_messages"], "completion": row["chosen_messages"], "label": True})
+            rows.append({"prompt": row["prompt_messages"], "completion": row["rejected_messages"], "label": False})
+        else:
+            rows.append(
+                {"prompt": row["prompt_messages"], "completion": row["completion_messages"], "label": row["label"]}
+            )
+    return Dataset.from_list(rows)
+
+
+KTO_COLUMNS = ("prompt_messages", "chosen_messages", "rejected_messages", "completion_messages", "label")
+
+
+def build_kto_datasets(data_conf, tokenizer, seed: int) -> tuple[Dataset, Dataset | None, DataReport]:
+    """Conversational KTO examples; TRL's KTOTrainer tokenises them with the installed chat template (and adds the
+    mismatched completions its KL estimate needs), which renders exactly as `split_prompt` above.
+
+    Training examples are shuffled here (seeded): KTO reads them in a fixed order, and an unpaired pair's two halves
+    must not sit side by side in every batch."""
+    report = DataReport()
+
+    def process(dataset: Dataset, what: str) -> Dataset:
+        examples = _as_kto_examples(dataset)
+        if what == "training":
+            examples = examples.shuffle(seed=seed).flatten_indices()
+        for example in examples.select(range(min(1, len(examples)))):
+            split_prompt(example["prompt"], example["completion"], tokenizer)  # fail early on an unusable template
+        return examples
+
+    train, evaluation = prepare_splits(
+        data_conf, lambda data_input: read_input(data_input, kto_row_problem, KTO_COLUMNS), process
+    )
+    report.train_examples, report.eval_examples = len(train), 0 if evaluation is None else len(evaluation)
+    return train, evaluation, report
+
+
+def _fill_report(report: DataReport, train: Dataset, evaluation: Dataset | None, completion_columns) -> None:
+    report.train_examples = len(train)
+    report.eval_examples = 0 if evaluation is None else len(evaluation)
+    report.train_tokens = sum(train["length"])
+    report.trained_tokens = sum(len(ids) for column in completion_columns for ids in train[column])
+
+
+def validate_preference_data(data_conf, method: str) -> int:
+    return validate_inputs(data_conf, kto_row_problem if method == "kto" else dpo_row_problem)

@@ -1,0 +1,123 @@
+"""The steps every method's recipe shares, in the order a recipe calls them.
+
+run = start_run(cfg)                  batch plan, seed, pre-checks
+tokenizer, markers, added = prepare_tokenizer(cfg)
+... method-specific data ...
+model = load_policy(cfg, tokenizer, run)
+... method-specific trainer ...
+final = finish_run(trainer, cfg, tokenizer, markers, report, run)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import dump_resolved_config
+from ..data.templates import get_template
+from ..errors import UserError
+from ..model.loading import ModelSetupError, apply_peft, check_model_sources, expand_vocabulary, load_model
+from ..model.tokenizer import load_tokenizer, setup_tokenizer
+from .batch_size import BatchPlan, plan_batches
+from .checkpoints import resolve_resume
+from .saving import save_final
+from .summary import print_run_summary
+
+logger = logging.getLogger(__name__)
+
+
+def num_processes() -> int:
+    """Processes launched for this run (torchrun / accelerate set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class RunState:
+    plan: BatchPlan
+    output_dir: Path
+    started: float
+
+
+def start_run(cfg) -> RunState:
+    """Batch plan, seeding and the checks that need no model; fails before anything heavy is loaded."""
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    batch = cfg.batchsize_conf
+    plan = plan_batches(
+        batch.total_train_batch_size,
+        batch.max_per_device_train_batch_size,
+        num_processes(),
+        batch.per_device_eval_batch_size,
+    )
+    logger.info(
+        "batch: %d process(es) x %d per device x %d accumulation = %d",
+        num_processes(),
+        plan.per_device_train_batch_size,
+        plan.gradient_accumulation_steps,
+        batch.total_train_batch_size,
+    )
+    check_model_sources(cfg.run_conf)
+    # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
+    # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
+    set_seed(cfg.training_args.get("seed", 42))
+    return RunState(plan, Path(cfg.training_args["output_dir"]), started)
+
+
+def prepare_tokenizer(cfg):
+    """Load the tokenizer and install the named template; returns (tokenizer, markers, tokens added)."""
+    tokenizer = load_tokenizer(cfg.run_conf)
+    markers, added = setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
+    return tokenizer, markers, added
+
+
+def log_data_report(report) -> None:
+    logger.info(
+        "data: %d training / %d validation examples, %d tokens (%d trained)",
+        report.train_examples,
+        report.eval_examples,
+        report.train_tokens,
+        report.trained_tokens,
+    )
+
+
+def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None, allow_vocabulary_growth=True):
+    """Base model (+ resized vocabulary, + adapter). With an adapter on a resized model, the resized base is saved
+    to `output_dir/new_base_name`: adapters can only be merged onto the base they were trained on."""
+    quantized = cfg.quant_conf.quantization_type != "no-quantization"
+    model = load_model(cfg.run_conf, cfg.quant_conf, num_processes())
+    embedding_rows = model.get_input_embeddings().weight.shape[0]
+    if not allow_vocabulary_growth and len(tokenizer) > embedding_rows:
+        raise ModelSetupError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embeddings only {embedding_rows}: this method "
+            "cannot grow the vocabulary; start from a model saved together with this tokenizer (e.g. an SFT output)"
+        )
+    vocab_expanded = expand_vocabulary(model, tokenizer, quantized)
+    if vocab_expanded and cfg.peft_conf.peft_type != "NO_PEFT" and new_base_name:
+        new_base = run.output_dir / new_base_name
+        model.save_pretrained(new_base)
+        tokenizer.save_pretrained(new_base)
+        logger.info("resized base model saved to %s (merge adapters onto this one)", new_base)
+    return apply_peft(model, cfg.peft_conf, vocab_expanded, quantized)
+
+
+def build_trainer(trainer_class, **kwargs):
+    """Construct a TRL trainer; its argument checks (e.g. a loss type that needs label_smoothing) are user errors."""
+    try:
+        return trainer_class(**kwargs)
+    except ValueError as error:
+        raise UserError(f"training_args: {error}") from None
+
+
+def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
+    """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, summarise."""
+    trainer.train(resume_from_checkpoint=resolve_resume(cfg.run_conf.resume_from_checkpoint, str(run.output_dir)))
+    final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
+    save_final(trainer, tokenizer, final_dir, markers.assistant_end, dump_resolved_config(cfg))
+    if trainer.is_world_process_zero():
+        print_run_summary(trainer, report, final_dir, time.perf_counter() - run.started)
+    return final_dir
