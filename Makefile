@@ -33,7 +33,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests bench examples
 
 docs: setup
-	$(VENV)/bin/finetuning schema --markdown > docs/config-reference.md
+	for method in sft dpo kto; do $(VENV)/bin/finetuning schema --method $$method --markdown > docs/config-reference-$$method.md; done
 
 bench: setup
 	$(PY) bench/sft_vs_trl.py

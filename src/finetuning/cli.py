@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from .config import config_json_schema, load_any_config, render_config_reference
+from .config import config_class_for, config_json_schema, load_any_config, render_config_reference
 from .errors import UserError
 
 USER_ERROR_EXIT = 2
@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema = commands.add_parser("schema", help="Print the config JSON Schema (for editors / yaml-language-server)")
     schema.add_argument(
-        "--markdown", action="store_true", help="Print the Markdown config reference (docs/config-reference.md)"
+        "--markdown", action="store_true", help="Print the Markdown config reference (docs/config-reference*.md)"
     )
+    schema.add_argument("--method", choices=("sft", "dpo", "kto"), default="sft", help="Which method's config")
     return parser
 
 
@@ -97,7 +98,11 @@ def _command_validate(args) -> int:
 
 
 def _command_schema(args) -> int:
-    print(render_config_reference() if args.markdown else json.dumps(config_json_schema(), indent=2))
+    config_class = config_class_for(args.method)
+    if args.markdown:
+        print(render_config_reference(config_class))
+    else:
+        print(json.dumps(config_json_schema(config_class), indent=2))
     return 0
 
 

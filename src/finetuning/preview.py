@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.text import Text
 
 from .data.inputs import read_input
-from .data.preference import PAIR_KEYS, dpo_row_problem, preference_texts, validate_preference_data
+from .data.preference import (
+    KTO_COLUMNS,
+    PAIR_KEYS,
+    dpo_row_problem,
+    kto_row_problem,
+    preference_texts,
+    split_prompt,
+    validate_preference_data,
+)
 from .data.sft import build_sft_datasets, validate_sft_data
 from .data.templates import get_template
 from .data.tokenize import IGNORE_INDEX
@@ -59,12 +67,17 @@ def show_pairs(cfg, count: int, console: Console) -> None:
     """Preference rows as the template renders them: the prompt, then each completion continuing it."""
     tokenizer = load_tokenizer(cfg.run_conf)
     setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
-    rows = [row for part in read_input(cfg.data_conf.training_data, dpo_row_problem, PAIR_KEYS) for row in part]
+    row_problem, columns = (kto_row_problem, KTO_COLUMNS) if cfg.method == "kto" else (dpo_row_problem, PAIR_KEYS)
+    rows = [row for part in read_input(cfg.data_conf.training_data, row_problem, columns) for row in part]
     for index, row in enumerate(rows[:count]):
-        texts = preference_texts(row, tokenizer)
-        console.rule(f"pair {index}")
-        for key in ("prompt", "chosen", "rejected"):
-            console.print(Text(f"{key}: ", style="bold"), Text(texts[key], style="dim" if key == "prompt" else "green"))
+        if row.get("chosen_messages"):
+            texts = preference_texts(row, tokenizer)
+        else:
+            prompt, completion = split_prompt(row["prompt_messages"], row["completion_messages"], tokenizer)
+            texts = {"prompt": prompt, "desirable" if row["label"] else "undesirable": completion}
+        console.rule(f"example {index}")
+        for key, text in texts.items():
+            console.print(Text(f"{key}: ", style="bold"), Text(text, style="dim" if key == "prompt" else "green"))
 
 
 def show_examples(cfg, count: int, num_workers: int | None = None, console: Console | None = None) -> None:

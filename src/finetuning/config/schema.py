@@ -71,10 +71,13 @@ def _table(schema: dict[str, Any]) -> list[str]:
 def render_config_reference(config_class: type[ExperimentConfigBase] = SFTExperimentConfig) -> str:
     """Markdown reference: the top-level keys, then one table per config model, alphabetically."""
     schema = config_json_schema(config_class)
+    method = config_class.model_fields["method"].default
     out = [
-        "# Fine-tuning config reference",
+        f"# Fine-tuning config reference: `method: {method}`",
         "",
-        "Generated from the config models (`finetuning schema`); do not edit by hand.",
+        (config_class.__doc__ or "").strip().replace("\n    ", " "),
+        "",
+        f"Generated from the config models (`finetuning schema --method {method} --markdown`); do not edit by hand.",
         "Unknown keys are errors, except in `run_conf.model_args` (passed to `from_pretrained`).",
         "",
         "**Top-level properties:**",

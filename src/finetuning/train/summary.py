@@ -20,7 +20,12 @@ def print_run_summary(trainer, report, final_dir, wall_seconds: float, console: 
             f"{report.train_examples}" + (f" (+{report.eval_examples} validation)" if report.eval_examples else ""),
         ),
         ("dropped as too long", ", ".join(f"{k}: {v}" for k, v in report.dropped_too_long.items()) or "0"),
-        ("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} trained)"),
+        # KTO data is tokenised inside TRL's trainer, so its token counts are not known here
+        *(
+            [("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} trained)")]
+            if report.train_tokens
+            else []
+        ),
         ("optimizer steps", f"{trainer.state.global_step}"),
         ("training loss", f"{losses[0]:.4f} → {losses[-1]:.4f}" if losses else "not logged"),
     ]
