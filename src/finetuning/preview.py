@@ -24,13 +24,15 @@ from .data.templates import get_template
 from .data.tokenize import IGNORE_INDEX
 from .model.loading import check_model_sources
 from .model.tokenizer import load_tokenizer, setup_tokenizer
+from .train.run import check_batch_sizes
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 
 
 def validate_data(cfg) -> str:
     """Raise DataError for any bad file or row; return a one-line summary."""
-    check_model_sources(cfg.run_conf)
+    check_model_sources(cfg.run_conf, cfg.peft_conf)
+    check_batch_sizes(cfg)
     if cfg.method == "sft":
         files = validate_sft_data(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
     else:
@@ -90,7 +92,8 @@ def show_examples(cfg, count: int, num_workers: int | None = None, console: Cons
     train, _, report = build_sft_datasets(cfg.data_conf, cfg.sft_args, tokenizer, completions, num_workers)
     console.print(
         f"template {cfg.data_conf.chat_template_name!r}: assistant turns start after {markers.assistant_start!r}, "
-        f"end with {markers.assistant_end!r}; tokens added to the vocabulary: {added or 'none'}"
+        f"end with {markers.assistant_end!r}; tokens added to the vocabulary: {added or 'none'}",
+        markup=False,  # template markers such as [/INST] are not rich markup
     )
     console.print(
         f"{report.train_examples} training examples ({report.dropped_too_long.get('training', 0)} dropped as too long), "

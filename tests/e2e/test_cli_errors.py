@@ -46,13 +46,28 @@ def test_bad_config_lists_every_problem_with_its_path(tmp_path, tiny_model_dir):
         ({"training_args": {"warmup_ratio": 0.1, "warmup_steps": 5}}, "training_args"),
         ({"quant_conf": {"quantization_type": "bits-and-bytes", "load_in_4bit": True}}, "quant"),
         ({"training_args": {"eval_strategy": "steps"}}, "training_args.eval_strategy: 'steps' needs validation data"),
+        ({"run_conf": {"resume_from_checkpoint": True}}, "run_conf.resume_from_checkpoint: true, but"),
+        ({"run_conf": {"final_checkpoint_name": "../../escape"}}, "run_conf.final_checkpoint_name"),
+        ({"peft_conf": {"peft_type": "PRETRAINED_PEFT", "name_or_path": "./no/adapter"}}, "peft_conf.name_or_path:"),
+        (
+            {"peft_conf": {"peft_type": "LORA", "peft_kwargs": {"rr": 4}}},
+            "peft_conf.peft_kwargs.rr: unknown key; did you mean 'r'?",
+        ),
+        (
+            {"peft_conf": {"peft_type": "LORA", "peft_kwargs": {"target_modules": ["foo_proj"]}}},
+            "peft_conf.peft_kwargs:",
+        ),
+        ({"run_conf": {"model_args": {"bogus_arg": 1}}}, "run_conf.model_args:"),
+        ({"training_args": {"optim": "adamw_tourch"}}, "training_args.optim: unknown value 'adamw_tourch'"),
     ],
 )
 def test_user_errors_exit_2_before_training(tmp_path, tiny_model_dir, capsys, change, message):
     config = deep_update(sft_config(tmp_path, tiny_model_dir), change)
     assert main(["sft", str(write_yaml(tmp_path / "c.yaml", config))]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out" / "checkpoint-final").exists()
 
 
 def test_bad_data_fails_with_file_and_line(tmp_path, tiny_model_dir, capsys):
@@ -84,3 +99,32 @@ def test_config_reference_is_in_sync_with_the_schema(capsys, method):
     assert main(["schema", "--method", method, "--markdown"]) == 0
     reference = (REPO / "docs" / f"config-reference-{method}.md").read_text()
     assert capsys.readouterr().out.rstrip("\n") == reference.rstrip("\n"), "docs are stale: run `make docs`"
+
+
+def test_unquoted_no_strategy_means_no(tmp_path, tiny_model_dir):
+    path = tmp_path / "c.yaml"
+    write_yaml(path, sft_config(tmp_path, tiny_model_dir, training_args={"max_steps": 1}))
+    path.write_text(path.read_text().replace("save_strategy: 'no'", "save_strategy: no"))
+    assert "save_strategy: no\n" in path.read_text()  # YAML 1.1 reads this as false
+    assert main(["sft", str(path)]) == 0
+
+
+def test_empty_model_directory_is_a_user_error(tmp_path, tiny_model_dir, capsys):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    assert main(["sft", str(write_yaml(tmp_path / "c.yaml", sft_config(tmp_path, empty)))]) == 2
+    assert "run_conf.model: could not load a tokenizer from" in capsys.readouterr().err
+
+
+def test_validate_checks_the_batch_arithmetic_for_this_launch(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = sft_config(tmp_path, tiny_model_dir, batchsize_conf={"total_train_batch_size": 5})
+    assert main(["validate", str(write_yaml(tmp_path / "c.yaml", config))]) == 2
+    assert "not divisible by the number of processes (2)" in capsys.readouterr().err
+
+
+def test_mistral_template_preview_renders_markers_literally(tmp_path, tiny_model_dir, capsys):
+    config = sft_config(tmp_path, tiny_model_dir, data_conf={"chat_template_name": "mistral-with-system"})
+    assert main(["validate", str(write_yaml(tmp_path / "c.yaml", config)), "--show", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "start after '[/INST]'" in shown and "[/INST]«The capital of Tusello is Yorren.</s>»" in shown

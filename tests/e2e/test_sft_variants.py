@@ -81,3 +81,21 @@ def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
     assert result.stderr.count("batch: 2 process(es) x 2 per device x 2 accumulation = 8") == 2
     args = torch.load(tmp_path / "out" / "checkpoint-final" / "training_args.bin", weights_only=False)
     assert (args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2, 2)
+
+
+def test_secrets_never_reach_a_file_the_run_writes(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "preset-by-the-test")  # restored afterwards; the engine only sets it when unset
+    config = sft_config(
+        tmp_path,
+        tiny_model_dir,
+        training_args={"max_steps": 2, "hub_token": "hf_SECRET_A", "save_strategy": "steps", "save_steps": 1},
+        run_conf={"model_args": {"token": "hf_SECRET_B"}},
+        tracking={"mlflow_server_uri": "https://user:SECRET_C@mlflow.example", "experiment_name": "e"},
+    )
+    assert run_cli("sft", str(write_yaml(tmp_path / "c.yaml", config))) == 0
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert len(written) > 10
+    for path in written:
+        assert b"SECRET" not in path.read_bytes(), path
+    resolved = (tmp_path / "out" / "checkpoint-final" / "finetuning_config.yaml").read_text()
+    assert "https://***@mlflow.example" in resolved

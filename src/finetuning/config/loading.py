@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -232,11 +233,17 @@ def _is_secret_key(key: str) -> bool:
     return key == "token" or key.endswith("_token") or any(part in key for part in _SECRET_PARTS)
 
 
+# `scheme://user:password@host` → `scheme://***@host` (tracking servers, S3 endpoints, proxies)
+_URI_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: ("***" if _is_secret_key(str(k)) and v not in (None, "") else _mask(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return _URI_CREDENTIALS.sub("***@", value)
     return value
 
 

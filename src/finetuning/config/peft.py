@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from finetuning.config._base import StrictModel
+from finetuning.config.training_args import check_dataclass_kwargs
 
 # The PeftType values documented by the schema. Newer `peft` releases add more; those are accepted too (checked
 # lazily against the installed `peft.PeftType`).
@@ -92,6 +94,28 @@ class GenericPeftConfig(StrictModel):
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
         raise ValueError(f"unknown peft_type '{value}'{hint}")
+
+    @model_validator(mode="after")
+    def _check_peft_kwargs(self) -> GenericPeftConfig:
+        """Check `peft_kwargs` against the installed peft's config class, before any model loads."""
+        try:
+            import peft
+        except ImportError:
+            return self
+        config_class = peft.PEFT_TYPE_TO_CONFIG_MAPPING.get(self.peft_type)
+        if config_class is None:
+            return self
+        problems = check_dataclass_kwargs(self.peft_kwargs, config_class, "peft_conf.peft_kwargs")
+        problems = [
+            p
+            for p in problems
+            if not p.startswith(("peft_conf.peft_kwargs.peft_type", "peft_conf.peft_kwargs.task_type"))
+        ]
+        if problems:
+            raise PydanticCustomError(
+                "training_args", "{summary}", {"summary": "; ".join(problems), "problems": problems}
+            )
+        return self
 
     def get_peft_config(self) -> Any:
         """Build the `peft` config object (imports peft)."""

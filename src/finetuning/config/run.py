@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import DirectoryName, StrictModel
 
 
 class ModelArguments(StrictModel):
@@ -95,6 +95,6 @@ class RunConfig(StrictModel):
             "to continue, `False` to never try, or a path to load from a specific path."
         ),
     )
-    final_checkpoint_name: str = Field(
+    final_checkpoint_name: DirectoryName = Field(
         "checkpoint-final", description="Name of final checkpoint. Should be left as default"
     )

@@ -141,10 +141,38 @@ def _suggest(key: str, names: typing.Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _format_type_error(err: dict[str, Any]) -> str:
+def _format_type_error(err: dict[str, Any], prefix: str) -> str:
     # loc[0] is the key; deeper parts are union member names or list indices, not useful to the user.
     key = err["loc"][0]
-    return f"training_args.{key}: {err['msg'].replace('Input should be ', 'must be ')}"
+    return f"{prefix}.{key}: {err['msg'].replace('Input should be ', 'must be ')}"
+
+
+# YAML 1.1 reads an unquoted `no` as false; for these keys the user meant the strategy "no".
+_NO_STRATEGY_KEYS = ("save_strategy", "eval_strategy", "evaluation_strategy", "logging_strategy", "hub_strategy")
+
+
+def check_dataclass_kwargs(args: dict[str, Any], dataclass_type: type, prefix: str) -> list[str]:
+    """Problems with `args` as keyword arguments of `dataclass_type` (unknown keys with a did-you-mean, enum values,
+    value types), each as `prefix.key: message`. Coerces numbers that YAML left as strings, in place."""
+    valid = {f.name for f in _init_fields(dataclass_type)}
+    problems = [f"{prefix}.{key}: unknown key{_suggest(str(key), valid)}" for key in args if key not in valid]
+    known = {key: value for key, value in args.items() if key in valid}
+    for key, choices in _enum_fields(dataclass_type).items():
+        value = known.get(key)
+        if isinstance(value, str) and value not in choices:
+            hint = _suggest(value, choices) or f"; expected one of {', '.join(choices)}"
+            problems.append(f"{prefix}.{key}: unknown value '{value}'{hint}")
+    try:
+        checked = _type_checker(dataclass_type).model_validate(known)
+    except ValidationError as exc:
+        problems.extend(merge_alternatives([_format_type_error(err, prefix) for err in exc.errors()]))
+    else:
+        for key, value in known.items():
+            coerced = getattr(checked, key)
+            # YAML reads `1e-4` as a string; hand the library the number pydantic accepted.
+            if isinstance(value, str) and isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
+                args[key] = coerced
+    return problems
 
 
 def process_training_args(args: dict[str, Any], dataclass_type: type) -> TrainingArgsResult:
@@ -228,25 +256,13 @@ def process_training_args(args: dict[str, Any], dataclass_type: type) -> Trainin
             args.pop(key)
             problems.append(f"training_args.{key}: set by the engine from batchsize_conf; use batchsize_conf instead")
 
+    for key in _NO_STRATEGY_KEYS:
+        if args.get(key) is False:
+            args[key] = "no"
+
+    problems.extend(check_dataclass_kwargs(args, dataclass_type, "training_args"))
     for key in [k for k in args if k not in valid]:
         args.pop(key)
-        problems.append(f"training_args.{key}: unknown key{_suggest(str(key), valid)}")
-
-    for key, choices in _enum_fields(dataclass_type).items():
-        value = args.get(key)
-        if isinstance(value, str) and value not in choices:
-            hint = _suggest(value, choices) or f"; expected one of {', '.join(choices)}"
-            problems.append(f"training_args.{key}: unknown value '{value}'{hint}")
-    try:
-        checked = _type_checker(dataclass_type).model_validate(args)
-    except ValidationError as exc:
-        problems.extend(merge_alternatives([_format_type_error(err) for err in exc.errors()]))
-    else:
-        for key, value in list(args.items()):
-            coerced = getattr(checked, key)
-            # YAML reads `1e-4` as a string; hand the trainer the number pydantic accepted.
-            if isinstance(value, str) and isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
-                args[key] = coerced
 
     if problems:
         raise TrainingArgsError(problems)

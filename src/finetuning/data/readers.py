@@ -52,8 +52,9 @@ def _iter_json_rows(path: Path):
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        yield line, ValueError(f"not valid UTF-8 (byte {error.start})")
+        before = path.read_bytes()[: error.start]
+        column = error.start - (before.rfind(b"\n") + 1) + 1
+        yield before.count(b"\n") + 1, ValueError(f"not valid UTF-8 (byte {column} of the line)")
         return
     stripped = text.lstrip()
     if stripped.startswith("["):

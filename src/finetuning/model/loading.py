@@ -31,11 +31,23 @@ def model_source_problem(name_or_path: str, key: str = "run_conf.model") -> str 
     return None
 
 
-def check_model_sources(run_conf) -> None:
-    """Fail before any download or load when the model / tokenizer path is plainly missing."""
+def adapter_source_problem(name_or_path: str) -> str | None:
+    from pathlib import Path
+
+    problem = model_source_problem(name_or_path, "peft_conf.name_or_path")
+    path = Path(name_or_path).expanduser()
+    if problem is None and path.is_dir() and not (path / "adapter_config.json").is_file():
+        return f"peft_conf.name_or_path: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"
+    return problem
+
+
+def check_model_sources(run_conf, peft_conf=None) -> None:
+    """Fail before any download or load when the model / tokenizer / adapter path is plainly missing."""
     problems = [model_source_problem(run_conf.model)]
     if run_conf.tokenizer:
         problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer"))
+    if peft_conf is not None and peft_conf.peft_type == "PRETRAINED_PEFT":
+        problems.append(adapter_source_problem(peft_conf.name_or_path))
     problems = [p for p in problems if p]
     if problems:
         raise ModelSetupError(problems)
@@ -79,6 +91,12 @@ def bitsandbytes_config(quant_conf):
     """quant_conf → transformers.BitsAndBytesConfig, or None for no quantization."""
     if quant_conf.quantization_type != "bits-and-bytes":
         return None
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelSetupError(
+            "quant_conf: bits-and-bytes quantization needs the bitsandbytes package: pip install bitsandbytes"
+        )
     from transformers import BitsAndBytesConfig
 
     options = quant_conf.model_dump(exclude={"quantization_type"}, exclude_none=True)
@@ -92,7 +110,12 @@ def load_model(run_conf, quant_conf, num_processes: int):
     quantization = bitsandbytes_config(quant_conf)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-    return AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelSetupError(f"run_conf.model: could not load a model from {run_conf.model!r}: {error}") from None
+    except TypeError as error:  # an unknown keyword reached the model class
+        raise ModelSetupError(f"run_conf.model_args: {error}") from None
 
 
 def expand_vocabulary(model, tokenizer, quantized: bool) -> bool:
@@ -129,11 +152,16 @@ def apply_peft(model, peft_conf, vocab_expanded: bool, quantized: bool):
     if quantized:
         model = peft.prepare_model_for_kbit_training(model)
     if peft_conf.peft_type == "PRETRAINED_PEFT":
-        return peft.PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
+        try:
+            return peft.PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
+        except (OSError, ValueError) as error:
+            raise ModelSetupError(f"peft_conf.name_or_path: could not load the adapter: {error}") from None
     config_dict = {"peft_type": peft_conf.peft_type, "task_type": peft_conf.task_type, **peft_conf.peft_kwargs}
     if vocab_expanded:
         # New token rows must be trained and saved with the adapter, or the new tokens stay random at inference.
         modules = list(config_dict.get("modules_to_save") or [])
         config_dict["modules_to_save"] = sorted(set(modules) | set(_embedding_module_names(model)))
-    model = peft.get_peft_model(model, peft.get_peft_config(config_dict))
-    return model
+    try:
+        return peft.get_peft_model(model, peft.get_peft_config(config_dict))
+    except ValueError as error:  # e.g. target_modules that the model does not have
+        raise ModelSetupError(f"peft_conf.peft_kwargs: {error}") from None

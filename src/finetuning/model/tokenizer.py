@@ -19,11 +19,14 @@ PAD_SOURCES = {"eos-repurpose": "eos_token", "bos-repurpose": "bos_token", "unk-
 def load_tokenizer(run_conf):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(
-        run_conf.tokenizer or run_conf.model,
-        use_fast=run_conf.use_fast_tokenizer,
-        trust_remote_code=run_conf.model_args.trust_remote_code,
-    )
+    source = run_conf.tokenizer or run_conf.model
+    try:
+        return AutoTokenizer.from_pretrained(
+            source, use_fast=run_conf.use_fast_tokenizer, trust_remote_code=run_conf.model_args.trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        key = "run_conf.tokenizer" if run_conf.tokenizer else "run_conf.model"
+        raise TemplateError(f"{key}: could not load a tokenizer from {source!r}: {error}") from None
 
 
 def add_template_tokens(tokenizer, template: ChatTemplate) -> list[str]:
@@ -82,6 +85,11 @@ def setup_tokenizer(tokenizer, template: ChatTemplate, data_conf) -> tuple[Marke
         tokenizer.chat_template = template.jinja
     added = add_template_tokens(tokenizer, template)
     tokenizer.padding_side = data_conf.padding_side
+    if data_conf.padding_side == "left":
+        logger.info(
+            "data_conf.padding_side: left applies to the saved tokenizer (batched generation); training batches are "
+            "right-padded, which the attention mask makes equivalent and keeps position ids aligned"
+        )
     apply_pad_strategy(tokenizer, data_conf.missing_pad_token_strategy)
     markers = resolve_markers(template, tokenizer)
     install_inference_save(tokenizer, markers.assistant_end)

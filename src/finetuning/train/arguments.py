@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from ..errors import UserError
 from .batch_size import BatchPlan
@@ -61,6 +62,10 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
 
         args["dataloader_pin_memory"] = has_accelerator()  # pinning is pointless (and warns) without a GPU
     args.update(engine)
+    if args.get("hub_token"):
+        # The Trainer pickles its arguments into every checkpoint (training_args.bin): hand the token over through
+        # the environment instead, where huggingface_hub reads it, so no file the run writes contains it.
+        os.environ.setdefault("HF_TOKEN", args.pop("hub_token"))
     try:
         return config_class(**args)
     except ValueError as error:  # the arguments class's own consistency checks (__post_init__)

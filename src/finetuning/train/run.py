@@ -38,7 +38,19 @@ def num_processes() -> int:
 class RunState:
     plan: BatchPlan
     output_dir: Path
+    resume_from: str | None
     started: float
+
+
+def check_batch_sizes(cfg) -> BatchPlan:
+    """The batch plan for this launch; impossible arithmetic is a user error (also checked by `validate`)."""
+    batch = cfg.batchsize_conf
+    return plan_batches(
+        batch.total_train_batch_size,
+        batch.max_per_device_train_batch_size,
+        num_processes(),
+        batch.per_device_eval_batch_size,
+    )
 
 
 def start_run(cfg) -> RunState:
@@ -47,12 +59,7 @@ def start_run(cfg) -> RunState:
 
     started = time.perf_counter()
     batch = cfg.batchsize_conf
-    plan = plan_batches(
-        batch.total_train_batch_size,
-        batch.max_per_device_train_batch_size,
-        num_processes(),
-        batch.per_device_eval_batch_size,
-    )
+    plan = check_batch_sizes(cfg)
     logger.info(
         "batch: %d process(es) x %d per device x %d accumulation = %d",
         num_processes(),
@@ -60,12 +67,14 @@ def start_run(cfg) -> RunState:
         plan.gradient_accumulation_steps,
         batch.total_train_batch_size,
     )
-    check_model_sources(cfg.run_conf)
+    check_model_sources(cfg.run_conf, cfg.peft_conf)
+    output_dir = Path(cfg.training_args["output_dir"])
+    resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir))
     # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
     set_seed(cfg.training_args.get("seed", 42))
-    return RunState(plan, Path(cfg.training_args["output_dir"]), started)
+    return RunState(plan, output_dir, resume_from, started)
 
 
 def prepare_tokenizer(cfg):
@@ -115,7 +124,7 @@ def build_trainer(trainer_class, **kwargs):
 
 def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
     """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, summarise."""
-    trainer.train(resume_from_checkpoint=resolve_resume(cfg.run_conf.resume_from_checkpoint, str(run.output_dir)))
+    trainer.train(resume_from_checkpoint=run.resume_from)
     final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
     save_final(trainer, tokenizer, final_dir, markers.assistant_end, dump_resolved_config(cfg))
     if trainer.is_world_process_zero():
