@@ -14,9 +14,8 @@ import os
 import sys
 
 from .config import config_class_for, config_json_schema, load_any_config, render_config_reference
-from .errors import UserError
+from .errors import UserError, report_user_error
 
-USER_ERROR_EXIT = 2
 logger = logging.getLogger("finetuning")
 
 
@@ -26,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,dpo,validate,schema}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,dpo,generate,validate,schema}")
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
     dpo = commands.add_parser(
@@ -44,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Render N tokenized training examples with trained tokens marked",
     )
+    generate = commands.add_parser(
+        "generate", help="Generate answers with a (fine-tuned) model for the prompts a generate config lists"
+    )
+    generate.add_argument("config", help="Path to the generation YAML config file.")
+    generate.add_argument("output", help="Where to write the YAML list of prompts and answers.")
     schema = commands.add_parser("schema", help="Print the config JSON Schema (for editors / yaml-language-server)")
     schema.add_argument(
         "--markdown", action="store_true", help="Print the Markdown config reference (docs/config-reference*.md)"
@@ -53,11 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_user_error(error: UserError) -> int:
-    problems = error.problems
-    print(f"error: {len(problems)} problem(s) found:" if len(problems) > 1 else "error:", file=sys.stderr)
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    return USER_ERROR_EXIT
+    return report_user_error(error)
 
 
 METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
@@ -106,7 +106,19 @@ def _command_schema(args) -> int:
     return 0
 
 
-COMMANDS = {"sft": _command_train, "dpo": _command_train, "validate": _command_validate, "schema": _command_schema}
+def _command_generate(args) -> int:
+    from .tools.generate import run_generate_command
+
+    return run_generate_command(args.config, args.output)
+
+
+COMMANDS = {
+    "sft": _command_train,
+    "dpo": _command_train,
+    "generate": _command_generate,
+    "validate": _command_validate,
+    "schema": _command_schema,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
