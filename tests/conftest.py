@@ -28,6 +28,15 @@ CONVERSATION = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """Runs set tracking variables (MLFLOW_*, DISABLE_MLFLOW_INTEGRATION, HF_TOKEN) in-process: undo them per test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 64-wide random Llama with a BPE tokenizer trained on the demo facts (no network)."""

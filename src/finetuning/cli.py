@@ -15,6 +15,8 @@ import sys
 
 from .config import config_class_for, config_json_schema, load_any_config, render_config_reference
 from .errors import UserError, report_user_error
+from .tracking.mlflow import MlflowOptions
+from .train.run import RunOptions
 
 logger = logging.getLogger("finetuning")
 
@@ -25,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
     )
+    parser.add_argument("--mlflow-server-uri", help="MLflow server URI. Can be local path.")
+    parser.add_argument("--experiment-name", help="Experiment name that is used for MLflow tracking")
+    parser.add_argument("--hf-mlflow-log-artifacts", help="Whether to store model artifacts in MLFlow")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,dpo,generate,validate,schema}")
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
@@ -80,7 +85,11 @@ def _command_train(args) -> int:
         from .sft import run_sft as run
     else:
         from .dpo import run_preference as run
-    final = run(cfg, args.num_preprocess_workers)
+    options = RunOptions(
+        num_preprocess_workers=args.num_preprocess_workers,
+        mlflow=MlflowOptions(args.mlflow_server_uri, args.experiment_name, args.hf_mlflow_log_artifacts),
+    )
+    final = run(cfg, options)
     print(f"Training finished. Final model: {final}")
     return 0
 

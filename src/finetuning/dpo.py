@@ -8,7 +8,7 @@ from pathlib import Path
 from .data.preference import build_dpo_datasets, build_kto_datasets
 from .model.loading import ModelSetupError
 from .train.arguments import build_training_config
-from .train.run import build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
+from .train.run import RunOptions, build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
 
 
 def refuse_vocabulary_growth(cfg, added: list[str]) -> None:
@@ -41,11 +41,12 @@ def _dpo_trainer_class(reference_free: bool):
     return PretokenizedDPOTrainer
 
 
-def run_preference(cfg, num_preprocess_workers: int | None = None) -> Path:
+def run_preference(cfg, options: RunOptions | None = None) -> Path:
     """Train per `cfg` (a DPOExperimentConfig or KTOExperimentConfig) and return the final checkpoint directory."""
     from trl import DPOConfig, KTOConfig, KTOTrainer
 
-    run = start_run(cfg)
+    options = options or RunOptions()
+    run = start_run(cfg, options)
     tokenizer, markers, added = prepare_tokenizer(cfg)
     refuse_vocabulary_growth(cfg, added)
     if cfg.method == "kto":
@@ -56,7 +57,7 @@ def run_preference(cfg, num_preprocess_workers: int | None = None) -> Path:
     else:
         max_length = cfg.training_args.get("max_length")
         train_data, eval_data, report = build_dpo_datasets(
-            cfg.data_conf, max_length, cfg.max_prompt_length, tokenizer, num_preprocess_workers
+            cfg.data_conf, max_length, cfg.max_prompt_length, tokenizer, options.num_preprocess_workers
         )
         config_class, trainer_class = DPOConfig, _dpo_trainer_class(cfg.reference_free)
     log_data_report(report)
@@ -66,7 +67,7 @@ def run_preference(cfg, num_preprocess_workers: int | None = None) -> Path:
     if cfg.method == "kto" and "train_sampling_strategy" not in cfg.training_args:
         # TRL's KTO estimates its KL term from neighbours in a fixed-order batch; the data was shuffled (seeded) instead.
         engine["train_sampling_strategy"] = "sequential"
-    args = build_training_config(config_class, cfg.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, **engine)
+    args = build_training_config(config_class, run.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, **engine)
     trainer = build_trainer(
         trainer_class,
         model=model,

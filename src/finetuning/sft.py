@@ -7,25 +7,26 @@ from pathlib import Path
 from .data.collator import build_collator
 from .data.sft import build_sft_datasets
 from .train.arguments import build_training_config
-from .train.run import build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
+from .train.run import RunOptions, build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
 
 
-def run_sft(cfg, num_preprocess_workers: int | None = None) -> Path:
+def run_sft(cfg, options: RunOptions | None = None) -> Path:
     """Train per `cfg` (an SFTExperimentConfig) and return the final checkpoint directory."""
     from trl import SFTConfig, SFTTrainer
 
-    run = start_run(cfg)
+    options = options or RunOptions()
+    run = start_run(cfg, options)
     tokenizer, markers, _ = prepare_tokenizer(cfg)
     completion_markers = markers if cfg.sft_args.train_on_completions_only else None
     train_data, eval_data, report = build_sft_datasets(
-        cfg.data_conf, cfg.sft_args, tokenizer, completion_markers, num_preprocess_workers
+        cfg.data_conf, cfg.sft_args, tokenizer, completion_markers, options.num_preprocess_workers
     )
     log_data_report(report)
 
     model = load_policy(cfg, tokenizer, run, new_base_name=cfg.sft_args.save_name_if_new_basemodel)
     args = build_training_config(
         SFTConfig,
-        cfg.training_args,
+        run.training_args,
         cfg.overrides,
         cfg.batchsize_conf,
         run.plan,

@@ -247,6 +247,11 @@ def _mask(value: Any) -> Any:
     return value
 
 
+def mask_secrets(value: Any) -> Any:
+    """Secret-named keys → "***", credentials in URIs → "***@" (for anything written or logged)."""
+    return _mask(value)
+
+
 def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
     """The config with all defaults filled in, JSON/YAML-safe, secrets replaced by "***".
 

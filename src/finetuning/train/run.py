@@ -21,6 +21,7 @@ from ..data.templates import get_template
 from ..errors import UserError
 from ..model.loading import ModelSetupError, apply_peft, check_model_sources, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
+from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, resolve_mlflow
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import resolve_resume
 from .saving import save_final
@@ -34,11 +35,20 @@ def num_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Global command-line options of a training command."""
+
+    num_preprocess_workers: int | None = None
+    mlflow: MlflowOptions = MlflowOptions()
+
+
 @dataclass
 class RunState:
     plan: BatchPlan
     output_dir: Path
     resume_from: str | None
+    training_args: dict  # cfg.training_args with report_to settled for MLflow
     started: float
 
 
@@ -53,8 +63,8 @@ def check_batch_sizes(cfg) -> BatchPlan:
     )
 
 
-def start_run(cfg) -> RunState:
-    """Batch plan, seeding and the checks that need no model; fails before anything heavy is loaded."""
+def start_run(cfg, options: RunOptions) -> RunState:
+    """Batch plan, tracking, seeding and the checks that need no model; fails before anything heavy is loaded."""
     from transformers import set_seed
 
     started = time.perf_counter()
@@ -70,11 +80,12 @@ def start_run(cfg) -> RunState:
     check_model_sources(cfg.run_conf, cfg.peft_conf)
     output_dir = Path(cfg.training_args["output_dir"])
     resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir))
+    training_args = apply_mlflow(resolve_mlflow(options.mlflow, cfg.tracking, os.environ), cfg.training_args)
     # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
     set_seed(cfg.training_args.get("seed", 42))
-    return RunState(plan, output_dir, resume_from, started)
+    return RunState(plan, output_dir, resume_from, training_args, started)
 
 
 def prepare_tokenizer(cfg):
@@ -124,9 +135,12 @@ def build_trainer(trainer_class, **kwargs):
 
 def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
     """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, summarise."""
+    resolved = dump_resolved_config(cfg)
+    if "mlflow" in (trainer.args.report_to or []):
+        trainer.add_callback(config_params_callback(resolved))
     trainer.train(resume_from_checkpoint=run.resume_from)
     final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
-    save_final(trainer, tokenizer, final_dir, markers.assistant_end, dump_resolved_config(cfg))
+    save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
     if trainer.is_world_process_zero():
         print_run_summary(trainer, report, final_dir, time.perf_counter() - run.started)
     return final_dir

@@ -1,0 +1,165 @@
+"""MLflow set-up as seed 004 describes it: command line > config `tracking` > environment, else disabled.
+
+The Hugging Face `MLflowCallback` does the logging; this module decides whether it runs and with which server,
+experiment, run and artifact settings, by setting the environment variables that callback reads and by adding
+"mlflow" to (or removing it from) `training_args.report_to`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+logger = logging.getLogger(__name__)
+
+TRUE_VALUES = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """What the run will do with MLflow, and which source decided it ("cli", "config", "env" or "disabled")."""
+
+    source: str
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    run_id: str | None = None
+    run_name: str | None = None
+    log_artifacts: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.source != "disabled"
+
+
+@dataclass(frozen=True)
+class MlflowOptions:
+    """The global command-line flags of seed 004 (None: not given)."""
+
+    server_uri: str | None = None
+    experiment_name: str | None = None
+    log_artifacts: str | None = None
+
+
+def _flag(value: str | bool | None) -> bool:
+    return str(value).strip().lower() in TRUE_VALUES
+
+
+def resolve_mlflow(options: MlflowOptions, tracking, environ: Mapping[str, str]) -> MlflowSettings:
+    """Precedence per setting: command line, then the config's `tracking`, then the environment.
+
+    The server URI decides whether MLflow is on: none of the three → disabled. `DISABLE_MLFLOW_INTEGRATION=TRUE`
+    in the environment turns it off whatever else says.
+    """
+    if _flag(environ.get("DISABLE_MLFLOW_INTEGRATION")):
+        return MlflowSettings("disabled")
+    config_uri = tracking.mlflow_server_uri if tracking is not None and tracking.mlflow_server_uri else None
+    if options.server_uri:
+        source, uri = "cli", options.server_uri
+    elif config_uri:
+        source, uri = "config", config_uri
+    elif environ.get("MLFLOW_TRACKING_URI"):
+        source, uri = "env", environ["MLFLOW_TRACKING_URI"]
+    else:
+        return MlflowSettings("disabled")
+    config = tracking  # per setting, the config still outranks the environment
+    experiment = options.experiment_name or (config.experiment_name if config else None)
+    log_artifacts = options.log_artifacts or (config.hf_mlflow_log_artifacts if config else None)
+    return MlflowSettings(
+        source=source,
+        tracking_uri=uri,
+        experiment_name=experiment or environ.get("MLFLOW_EXPERIMENT_NAME"),
+        run_id=(config.run_id if config else None) or environ.get("MLFLOW_RUN_ID"),
+        run_name=config.run_name if config else None,
+        log_artifacts=_flag(log_artifacts if log_artifacts is not None else environ.get("HF_MLFLOW_LOG_ARTIFACTS")),
+    )
+
+
+def _report_to_list(report_to) -> list[str] | None:
+    """training_args.report_to as a list; None when unset."""
+    if report_to is None:
+        return None
+    return [report_to] if isinstance(report_to, str) else list(report_to)
+
+
+def apply_mlflow(settings: MlflowSettings, training_args: dict, environ: MutableMapping[str, str] = os.environ) -> dict:
+    """Return training_args with report_to adjusted, and set the variables MLflowCallback reads."""
+    args = dict(training_args)
+    report_to = _report_to_list(args.get("report_to"))
+    if not settings.enabled:
+        environ["DISABLE_MLFLOW_INTEGRATION"] = "TRUE"
+        if report_to == ["all"]:
+            raise UserError(
+                "training_args.report_to: 'all' includes MLflow, which is off (no --mlflow-server-uri, "
+                "tracking.mlflow_server_uri or MLFLOW_TRACKING_URI); list the integrations you want instead"
+            )
+        if report_to and "mlflow" in report_to:
+            args["report_to"] = [name for name in report_to if name != "mlflow"] or "none"
+            logger.warning("report_to: mlflow removed, since MLflow is not configured (see the README, MLflow)")
+        return args
+    if report_to in (["none"], []):
+        logger.warning("MLflow is configured but training_args.report_to is 'none': nothing will be logged to it")
+    elif report_to is None or "all" not in report_to:
+        args["report_to"] = sorted(set(report_to or []) | {"mlflow"})
+    if settings.run_name and not args.get("run_name"):
+        args["run_name"] = settings.run_name
+    environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    if "://" not in settings.tracking_uri or settings.tracking_uri.startswith("file:"):
+        # Seed 004 documents file:// stores; MLflow 3 refuses them unless asked to keep the file backend.
+        environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    environ["MLFLOW_FLATTEN_PARAMS"] = "TRUE"
+    environ["HF_MLFLOW_LOG_ARTIFACTS"] = "TRUE" if settings.log_artifacts else "FALSE"
+    if settings.experiment_name:
+        environ["MLFLOW_EXPERIMENT_NAME"] = settings.experiment_name
+    if settings.run_id:
+        environ["MLFLOW_RUN_ID"] = settings.run_id  # continue that run (e.g. after a resume)
+    environ.pop("DISABLE_MLFLOW_INTEGRATION", None)
+    logger.info(
+        "MLflow (%s): %s, experiment %r",
+        settings.source,
+        _without_credentials(settings.tracking_uri),
+        settings.experiment_name,
+    )
+    return args
+
+
+def _without_credentials(uri: str) -> str:
+    from ..config.loading import mask_secrets
+
+    return mask_secrets(uri)
+
+
+def flatten(value, prefix: str = "") -> dict[str, str]:
+    """{"a": {"b": 1}} → {"a.b": "1"}; lists keep their index (`datasets.0.path`)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        return {prefix: str(value)}
+    out: dict[str, str] = {}
+    for key, item in items:
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_params_callback(resolved_config: dict):
+    """A TrainerCallback that logs the resolved config (secrets already masked), flattened, as run parameters.
+
+    Added after transformers' MLflowCallback, so the run it started is active; parameters get a `config.` prefix
+    to stay clear of the TrainingArguments that callback logs itself."""
+    from transformers import TrainerCallback
+
+    class ConfigParams(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            import mlflow
+
+            if not state.is_world_process_zero or mlflow.active_run() is None:
+                return
+            params = {f"config.{key}"[:250]: text[:6000] for key, text in flatten(resolved_config).items()}
+            try:
+                mlflow.log_params(params)
+            except Exception as error:  # e.g. a resumed run that logged other values before
+                logger.warning("MLflow: could not log the config as parameters: %s", error)
+
+    return ConfigParams()

@@ -1,0 +1,206 @@
+"""MLflow: the CLI > config > environment precedence case by case, report_to handling, and real runs that log to a
+file:// store and to a live `mlflow server` on 127.0.0.1, read back with the MLflow client."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from finetuning.cli import main
+from finetuning.config.tracking import FinetuningTrackingConfig
+from finetuning.errors import UserError
+from finetuning.tracking.mlflow import MlflowOptions, MlflowSettings, apply_mlflow, resolve_mlflow
+from tests.conftest import sft_config, write_yaml
+
+mlflow = pytest.importorskip("mlflow")
+
+CLI = MlflowOptions("http://cli:5000", "cli-exp", "True")
+CONFIG = FinetuningTrackingConfig(
+    mlflow_server_uri="file:///config", experiment_name="config-exp", hf_mlflow_log_artifacts="False", run_name="r1"
+)
+ENV = {"MLFLOW_TRACKING_URI": "file:///env", "MLFLOW_EXPERIMENT_NAME": "env-exp", "HF_MLFLOW_LOG_ARTIFACTS": "TRUE"}
+NO_CLI = MlflowOptions()
+
+
+@pytest.mark.parametrize(
+    ("options", "tracking", "environ", "expected"),
+    [
+        (NO_CLI, None, {}, ("disabled", None, None, False)),
+        (NO_CLI, None, ENV, ("env", "file:///env", "env-exp", True)),
+        (NO_CLI, CONFIG, {}, ("config", "file:///config", "config-exp", False)),
+        (NO_CLI, CONFIG, ENV, ("config", "file:///config", "config-exp", False)),  # config beats environment
+        (CLI, None, {}, ("cli", "http://cli:5000", "cli-exp", True)),
+        (CLI, CONFIG, ENV, ("cli", "http://cli:5000", "cli-exp", True)),  # command line beats both
+        (MlflowOptions("http://cli:5000"), CONFIG, ENV, ("cli", "http://cli:5000", "config-exp", False)),
+        (NO_CLI, CONFIG.model_copy(update={"mlflow_server_uri": ""}), ENV, ("env", "file:///env", "config-exp", False)),
+        (CLI, CONFIG, {**ENV, "DISABLE_MLFLOW_INTEGRATION": "TRUE"}, ("disabled", None, None, False)),
+    ],
+    ids=[
+        "nothing",
+        "env-only",
+        "config-only",
+        "config-over-env",
+        "cli-only",
+        "cli-over-all",
+        "cli-uri-config-experiment",
+        "empty-config-uri-falls-to-env",
+        "disable-wins",
+    ],
+)
+def test_precedence(options, tracking, environ, expected):
+    settings = resolve_mlflow(options, tracking, environ)
+    assert (settings.source, settings.tracking_uri, settings.experiment_name, settings.log_artifacts) == expected
+
+
+def test_run_id_and_name_come_from_the_config():
+    tracking = CONFIG.model_copy(update={"run_id": "abc123"})
+    settings = resolve_mlflow(NO_CLI, tracking, {})
+    assert (settings.run_id, settings.run_name) == ("abc123", "r1")
+
+
+ON = MlflowSettings("config", "file:///x", "exp", run_id="abc", run_name="r1", log_artifacts=False)
+OFF = MlflowSettings("disabled")
+
+
+@pytest.mark.parametrize(
+    ("settings", "report_to", "expected"),
+    [
+        (ON, None, ["mlflow"]),
+        (ON, ["tensorboard"], ["mlflow", "tensorboard"]),
+        (ON, "none", "none"),
+        (ON, "all", "all"),
+        (OFF, ["mlflow", "tensorboard"], ["tensorboard"]),
+        (OFF, "mlflow", "none"),
+        (OFF, None, None),
+    ],
+)
+def test_report_to(settings, report_to, expected):
+    args = {} if report_to is None else {"report_to": report_to}
+    assert apply_mlflow(settings, args, environ={}).get("report_to") == expected
+
+
+def test_report_to_all_without_mlflow_is_an_error():
+    with pytest.raises(UserError, match="'all' includes MLflow"):
+        apply_mlflow(OFF, {"report_to": "all"}, environ={})
+
+
+def test_environment_set_for_the_callback():
+    environ = {"DISABLE_MLFLOW_INTEGRATION": "TRUE"}
+    args = apply_mlflow(ON, {}, environ)
+    assert environ == {
+        "MLFLOW_TRACKING_URI": "file:///x",
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+        "MLFLOW_FLATTEN_PARAMS": "TRUE",
+        "HF_MLFLOW_LOG_ARTIFACTS": "FALSE",
+        "MLFLOW_EXPERIMENT_NAME": "exp",
+        "MLFLOW_RUN_ID": "abc",
+    }
+    assert args["run_name"] == "r1"
+    disabled_env: dict = {}
+    apply_mlflow(OFF, {}, disabled_env)
+    assert disabled_env == {"DISABLE_MLFLOW_INTEGRATION": "TRUE"}
+
+
+def train(tmp_path: Path, model_dir: Path, tracking: dict | None, *cli: str, steps: int = 4) -> int:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = sft_config(tmp_path, model_dir, training_args={"max_steps": steps, "report_to": None})
+    del config["training_args"]["report_to"]  # let the engine decide
+    if tracking is not None:
+        config["tracking"] = tracking
+    return main([*cli, "sft", str(write_yaml(tmp_path / "c.yaml", config))])
+
+
+def only_run(uri: str, experiment: str):
+    import os
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # reading a file:// store back, as a user of seed 004 would
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, tiny_model_dir):
+    uri = (tmp_path / "mlruns").as_uri()
+    tracking = {"mlflow_server_uri": uri, "experiment_name": "tiny", "run_name": "first"}
+    assert train(tmp_path, tiny_model_dir, tracking) == 0
+    client, run = only_run(uri, "tiny")
+    assert run.info.run_name == "first"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [point.step for point in history] == [1, 2, 3, 4]
+    assert run.data.params["config.data_conf.chat_template_name"] == "chat-ml"
+    assert run.data.params["config.batchsize_conf.total_train_batch_size"] == "8"
+    assert run.data.params["learning_rate"] == "0.003"  # TrainingArguments, logged by transformers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on a random free port of 127.0.0.1, stopped afterwards."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root",
+            (root / "art").as_uri(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):  # bounded wait: at most 60 s
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_cli_flags_log_to_a_live_server_and_resume_the_same_run(tmp_path, tiny_model_dir, mlflow_server):
+    env_store = (tmp_path / "ignored").as_uri()
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = env_store  # the command line outranks it
+    args = ("--mlflow-server-uri", mlflow_server, "--experiment-name", "served")
+    assert train(tmp_path / "a", tiny_model_dir, None, *args) == 0
+    client, run = only_run(mlflow_server, "served")
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
+    assert not (tmp_path / "ignored").exists()
+
+    # a later run that names the run id continues it (e.g. after resuming from a checkpoint)
+    tracking = {"mlflow_server_uri": mlflow_server, "experiment_name": "served", "run_id": run.info.run_id}
+    assert train(tmp_path / "b", tiny_model_dir, tracking, steps=2) == 0
+    client, again = only_run(mlflow_server, "served")
+    assert again.info.run_id == run.info.run_id
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 6
