@@ -61,10 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report_user_error(error: UserError) -> int:
-    return report_user_error(error)
-
-
 METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
 
 
@@ -139,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as error:
-        return _report_user_error(error)
+        return report_user_error(error)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ def test_environment_set_for_the_callback():
     }
     assert args["run_name"] == "r1"
     disabled_env: dict = {}
-    apply_mlflow(OFF, {}, disabled_env)
-    assert disabled_env == {"DISABLE_MLFLOW_INTEGRATION": "TRUE"}
+    apply_mlflow(OFF, {"report_to": ["mlflow"]}, disabled_env)
+    assert disabled_env == {}  # nothing that would outlive this run in the process
 
 
 def train(tmp_path: Path, model_dir: Path, tracking: dict | None, *cli: str, steps: int = 4) -> int:

@@ -90,7 +90,9 @@ def apply_mlflow(settings: MlflowSettings, training_args: dict, environ: Mutable
     args = dict(training_args)
     report_to = _report_to_list(args.get("report_to"))
     if not settings.enabled:
-        environ["DISABLE_MLFLOW_INTEGRATION"] = "TRUE"
+        # Keeping "mlflow" out of report_to is what keeps transformers' MLflowCallback away. The engine does not set
+        # DISABLE_MLFLOW_INTEGRATION itself: in a process that trains twice, the flag would outlive this run and
+        # read as the user's on the next one.
         if report_to == ["all"]:
             raise UserError(
                 "training_args.report_to: 'all' includes MLflow, which is off (no --mlflow-server-uri, "
@@ -116,7 +118,6 @@ def apply_mlflow(settings: MlflowSettings, training_args: dict, environ: Mutable
         environ["MLFLOW_EXPERIMENT_NAME"] = settings.experiment_name
     if settings.run_id:
         environ["MLFLOW_RUN_ID"] = settings.run_id  # continue that run (e.g. after a resume)
-    environ.pop("DISABLE_MLFLOW_INTEGRATION", None)
     logger.info(
         "MLflow (%s): %s, experiment %r",
         settings.source,

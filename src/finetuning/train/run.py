@@ -22,10 +22,10 @@ from ..errors import UserError
 from ..model.loading import ModelSetupError, apply_peft, check_model_sources, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
 from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, resolve_mlflow
+from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import resolve_resume
 from .saving import save_final
-from .summary import print_run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +134,14 @@ def build_trainer(trainer_class, **kwargs):
 
 
 def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
-    """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, summarise."""
+    """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, then the run
+    report (metrics.jsonl, loss_curve.png, summary.md in output_dir, and a short table)."""
     resolved = dump_resolved_config(cfg)
+    trainer.add_callback(MetricsFileCallback(run.output_dir / METRICS_FILE))
     if "mlflow" in (trainer.args.report_to or []):
         trainer.add_callback(config_params_callback(resolved))
     trainer.train(resume_from_checkpoint=run.resume_from)
     final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
     save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
-    if trainer.is_world_process_zero():
-        print_run_summary(trainer, report, final_dir, time.perf_counter() - run.started)
+    write_run_report(trainer, report, final_dir, time.perf_counter() - run.started, resolved)
     return final_dir

@@ -1,0 +1,449 @@
+"""The run report: `metrics.jsonl` while training, then `loss_curve.png`, `summary.md` and a console table at the end.
+
+Everything goes into the Trainer's `output_dir`, next to the checkpoints, so that a finished (or interrupted) run
+can be judged without TensorBoard or MLflow: the JSONL is the raw record, the PNG and the Markdown are for people.
+
+Wiring (in `finish_run`):
+
+    trainer.add_callback(MetricsFileCallback(Path(trainer.args.output_dir) / METRICS_FILE))
+    trainer.train(...)
+    ... save ...
+    write_run_report(trainer, report, final_dir, seconds, dump_resolved_config(cfg))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+LOSS_CURVE_FILE = "loss_curve.png"
+SUMMARY_FILE = "summary.md"
+
+# --- metrics.jsonl -----------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """`json.dumps` fallback: tensors and numpy scalars become numbers, anything else its text (never a crash)."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Append every `Trainer.log` call to a JSONL file, one line each, as it happens.
+
+    The file is opened per line (so each line is on disk before training goes on: an interrupted run keeps what it
+    logged) in append mode: a resumed run adds to it, while a run starting at step 0 replaces the file of an
+    earlier run in the same output_dir instead of mixing two runs' curves. Only the main process writes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.start_epoch = 0.0  # epochs already done when this `train()` call began (resume), for tokens/s
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_epoch = state.epoch or 0.0
+        if state.global_step == 0 and state.is_world_process_zero:
+            self.path.unlink(missing_ok=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line cut short by a crash is skipped, not fatal."""
+    records, broken = [], 0
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            broken += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    if broken:
+        logger.warning("%s: skipped %d unreadable line(s)", path, broken)
+    return records
+
+
+def metric_series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric, sorted by step. A step logged twice keeps its latest value: a resumed run
+    re-logs the steps between its checkpoint and the interruption, and the re-run is what the model became."""
+    by_step: dict[int, float] = {}
+    for record in records:
+        value, step = record.get(key), record.get("step")
+        if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(step, int | float):
+            by_step[int(step)] = float(value)
+    steps = sorted(by_step)
+    return steps, [by_step[step] for step in steps]
+
+
+# --- loss_curve.png ----------------------------------------------------------------------------------------------
+
+
+def plot_losses(metrics_jsonl: Path, png: Path, title: str | None = None) -> Path:
+    """Plot train/eval loss and the learning rate of a metrics.jsonl into `png`; returns `png`."""
+    return plot_records(read_metrics(metrics_jsonl), png, title or _title(Path(metrics_jsonl).parent))
+
+
+def _title(output_dir: Path) -> str:
+    return f"{output_dir.name}: loss and learning rate"
+
+
+def plot_records(records: list[dict], png: Path, title: str = "loss and learning rate") -> Path:
+    """Loss curve of log records (metrics.jsonl lines or `trainer.state.log_history`).
+
+    Uses an explicit Agg canvas instead of pyplot: works headless, and does not switch the backend of a process
+    (e.g. a notebook) that has its own. DPO-style runs get a second panel with the reward margins.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    margins = [key for key in ("rewards/margins", "eval_rewards/margins") if metric_series(records, key)[0]]
+    figure = Figure(figsize=(9, 6.5 if margins else 5), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    if margins:
+        loss_axes, bottom_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+        _plot_margins(bottom_axes, records, margins)
+    else:
+        loss_axes = bottom_axes = figure.subplots()
+    _plot_loss_panel(loss_axes, records)
+    loss_axes.set_title(title)
+    bottom_axes.set_xlabel("optimizer step")
+    bottom_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    steps = [record["step"] for record in records if isinstance(record.get("step"), int | float)]
+    if steps and max(steps) - min(steps) < 2:  # one or two points: show whole steps around them, not 0.99..1.01
+        bottom_axes.set_xlim(min(steps) - 1, max(steps) + 1)
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, format="png")
+    return png
+
+
+def _line_style(count: int, marker: str = "o") -> dict:
+    """Markers while there are few points, so that a run with a single logged step still shows something."""
+    return {"marker": marker, "markersize": 4 if count > 1 else 8} if count <= 50 else {}
+
+
+def _plot_loss_panel(axes, records: list[dict]) -> None:
+    handles = []
+    for key, label, color in (("loss", "train loss", "tab:blue"), ("eval_loss", "eval loss", "tab:orange")):
+        steps, values = metric_series(records, key)
+        if steps:
+            handles += axes.plot(steps, values, label=label, color=color, **_line_style(len(steps)))
+    steps, values = metric_series(records, "learning_rate")
+    if steps:
+        lr_axes = axes.twinx()
+        handles += lr_axes.plot(
+            steps, values, label="learning rate", color="tab:gray", linestyle="--", **_line_style(len(steps), "x")
+        )
+        lr_axes.set_ylabel("learning rate")
+        lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    if handles:
+        axes.legend(handles=handles, labels=[handle.get_label() for handle in handles], loc="best")
+    else:
+        axes.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=axes.transAxes)
+    axes.set_ylabel("loss")
+    axes.grid(True, alpha=0.3)
+
+
+def _plot_margins(axes, records: list[dict], keys: list[str]) -> None:
+    for key in keys:
+        steps, values = metric_series(records, key)
+        axes.plot(steps, values, label=key.replace("_", " "), **_line_style(len(steps)))
+    axes.axhline(0, color="black", linewidth=0.5)
+    axes.set_ylabel("reward margin")
+    axes.legend(loc="best")
+    axes.grid(True, alpha=0.3)
+
+
+# --- the numbers -------------------------------------------------------------------------------------------------
+
+
+def _values(history: list[dict], key: str) -> list[float]:
+    return [entry[key] for entry in history if isinstance(entry.get(key), int | float)]
+
+
+@dataclass
+class RunNumbers:
+    """What a run achieved, from `trainer.state` (the authoritative history, resumed part included)."""
+
+    steps: int
+    train_losses: list[float]
+    eval_losses: list[float]
+    train_runtime: float | None
+    epochs: float
+    tokens_per_second: float | None
+
+    @classmethod
+    def collect(cls, trainer, report, start_epoch: float = 0.0) -> RunNumbers:
+        history = trainer.state.log_history
+        runtimes = _values(history, "train_runtime")
+        epochs = trainer.state.epoch or 0.0
+        return cls(
+            steps=trainer.state.global_step,
+            train_losses=_values(history, "loss"),
+            eval_losses=_values(history, "eval_loss"),
+            train_runtime=runtimes[-1] if runtimes else None,
+            epochs=epochs,
+            tokens_per_second=_tokens_per_second(report.train_tokens, epochs - start_epoch, runtimes),
+        )
+
+
+def _tokens_per_second(train_tokens: int, epochs_run: float, runtimes: list[float]) -> float | None:
+    """Tokens of the epochs run by the last `train()` call over its runtime; None when tokens are unknown (KTO
+    tokenises inside TRL) or nothing ran."""
+    if not train_tokens or not runtimes or runtimes[-1] <= 0 or epochs_run <= 0:
+        return None
+    return train_tokens * epochs_run / runtimes[-1]
+
+
+def _loss_span(losses: list[float]) -> str:
+    return f"{losses[0]:.4f} → {losses[-1]:.4f}" if losses else "not logged"
+
+
+def _dropped(report) -> str:
+    return ", ".join(f"{what}: {count}" for what, count in report.dropped_too_long.items()) or "0"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    clock = f"{hours}h {minutes:02d}m {rest:02d}s" if hours else f"{minutes}m {rest:02d}s"
+    return f"{seconds:.1f}s ({clock})" if seconds >= 60 else f"{seconds:.1f}s"
+
+
+# --- console table -----------------------------------------------------------------------------------------------
+
+
+def print_run_summary(
+    trainer,
+    report,
+    final_dir,
+    wall_seconds: float,
+    console: Console | None = None,
+    numbers: RunNumbers | None = None,
+    paths: dict[str, Path] | None = None,
+) -> None:
+    """The short table printed at the end of a run: what was trained, how it went, where it went."""
+    numbers = numbers or RunNumbers.collect(trainer, report)
+    rows = [
+        (
+            "training examples",
+            f"{report.train_examples}" + (f" (+{report.eval_examples} validation)" if report.eval_examples else ""),
+        ),
+        ("dropped as too long", _dropped(report)),
+        # KTO data is tokenised inside TRL's trainer, so its token counts are not known here
+        *(
+            [("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} trained)")]
+            if report.train_tokens
+            else []
+        ),
+        ("optimizer steps", f"{numbers.steps}"),
+        ("training loss", _loss_span(numbers.train_losses)),
+    ]
+    if numbers.eval_losses:
+        rows.append(("validation loss", f"{numbers.eval_losses[-1]:.4f}"))
+    rows.append(("wall time", f"{wall_seconds:.1f}s"))
+    if numbers.tokens_per_second is not None:
+        rows.append(("tokens/s", f"{numbers.tokens_per_second:,.0f}"))
+    rows.append(("saved to", str(final_dir)))
+    rows += [(f"report: {name}", str(path)) for name, path in (paths or {}).items()]
+    table = Table(title="run summary", show_header=False, title_justify="left")
+    for key, value in rows:
+        table.add_row(key, value)
+    (console or Console()).print(table)
+
+
+# --- summary.md --------------------------------------------------------------------------------------------------
+
+
+def _get(config: dict, *keys: str) -> Any:
+    for key in keys:
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def _enum_text(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _peft_text(peft_conf: dict) -> str:
+    peft_type = str(peft_conf.get("peft_type", "?"))
+    kwargs = peft_conf.get("peft_kwargs") or {}
+    details = ", ".join(f"{key}={kwargs[key]}" for key in ("r", "lora_alpha") if key in kwargs)
+    return f"{peft_type} ({details})" if details else peft_type
+
+
+def config_rows(config: dict, args) -> list[tuple[str, str]]:
+    """The config digest: the settings that tell runs apart. Batch, learning rate and length come from the
+    Trainer's arguments, i.e. after batch planning and learning-rate overrides were applied."""
+    per_device, accumulation, processes = (
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+    )
+    length = f"max_steps {args.max_steps}" if args.max_steps and args.max_steps > 0 else None
+    return [
+        ("method", str(config.get("method", "?"))),
+        ("model", str(_get(config, "run_conf", "model"))),
+        ("chat template", str(_get(config, "data_conf", "chat_template_name"))),
+        ("PEFT", _peft_text(config.get("peft_conf") or {})),
+        ("quantization", str(_get(config, "quant_conf", "quantization_type"))),
+        (
+            "batch",
+            f"{per_device * accumulation * processes} total = {processes} process(es) × {per_device} per device × {accumulation} accumulation",
+        ),
+        ("learning rate", f"{args.learning_rate:g} ({_enum_text(args.lr_scheduler_type)} schedule)"),
+        ("length", length or f"{args.num_train_epochs:g} epoch(s)"),
+    ]
+
+
+def data_rows(report, numbers: RunNumbers) -> list[tuple[str, str]]:
+    rows = [
+        ("training examples", str(report.train_examples)),
+        ("validation examples", str(report.eval_examples)),
+        ("dropped as too long", _dropped(report)),
+    ]
+    if report.train_tokens:  # unknown for KTO
+        rows += [
+            ("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} with loss)"),
+            ("tokens trained", f"{round(report.train_tokens * numbers.epochs)} ({numbers.epochs:.2f} epochs)"),
+        ]
+    return rows
+
+
+def training_rows(numbers: RunNumbers, wall_seconds: float) -> list[tuple[str, str]]:
+    train, evaluation = numbers.train_losses, numbers.eval_losses
+    rows = [("optimizer steps", str(numbers.steps)), ("epochs run", f"{numbers.epochs:.2f}")]
+    rows.append(("wall time", _duration(wall_seconds)))
+    if numbers.train_runtime is not None:
+        rows.append(("train runtime", _duration(numbers.train_runtime)))
+    if numbers.tokens_per_second is not None:
+        rows.append(("tokens/s", f"{numbers.tokens_per_second:.1f}"))
+    if train:
+        rows += [
+            ("train loss: first", f"{train[0]:.4f}"),
+            ("train loss: final", f"{train[-1]:.4f}"),
+            ("train loss: best", f"{min(train):.4f}"),
+        ]
+    else:
+        rows.append(("train loss", "not logged"))
+    if evaluation:
+        rows += [("eval loss: final", f"{evaluation[-1]:.4f}"), ("eval loss: best", f"{min(evaluation):.4f}")]
+    return rows
+
+
+def _markdown_table(rows: list[tuple[str, str]]) -> str:
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {key} | {value.replace('|', chr(92) + '|')} |" for key, value in rows]
+    return "\n".join(lines)
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def summary_markdown(
+    config: dict, args, report, numbers: RunNumbers, final_dir: Path, wall_seconds: float, paths: dict[str, Path]
+) -> str:
+    """summary.md: config digest, data, training numbers, outputs, the loss curve and the resolved config."""
+    here = Path(args.output_dir)
+    outputs = [f"- model: `{final_dir}`"]
+    outputs += [f"- {name}: [{_relative(path, here)}]({_relative(path, here)})" for name, path in paths.items()]
+    parts = [
+        f"# Run report: {here.name}",
+        "## Configuration",
+        _markdown_table(config_rows(config, args)),
+        "## Data",
+        _markdown_table(data_rows(report, numbers)),
+        "## Training",
+        _markdown_table(training_rows(numbers, wall_seconds)),
+        "## Outputs",
+        "\n".join(outputs),
+    ]
+    if "loss_curve" in paths:
+        parts.append(f"![loss curve]({_relative(paths['loss_curve'], here)})")
+    resolved = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
+    parts.append(f"<details><summary>resolved config</summary>\n\n```yaml\n{resolved}\n```\n\n</details>")
+    return "\n\n".join(parts) + "\n"
+
+
+# --- the whole report --------------------------------------------------------------------------------------------
+
+
+def _metrics_callback(trainer) -> MetricsFileCallback | None:
+    callbacks = trainer.callback_handler.callbacks
+    return next((callback for callback in callbacks if isinstance(callback, MetricsFileCallback)), None)
+
+
+def _write_loss_curve(trainer, metrics: Path, png: Path) -> Path | None:
+    """The PNG from metrics.jsonl, or from the in-memory history when no file was kept. A plotting problem is
+    logged, not raised: the model is already saved and the run should not fail over a picture."""
+    title = _title(png.parent)
+    try:
+        if metrics.is_file():
+            return plot_losses(metrics, png, title)
+        return plot_records(trainer.state.log_history, png, title)
+    except Exception as error:  # noqa: BLE001 - any matplotlib failure, including a missing install
+        logger.warning("loss curve not written: %s: %s", type(error).__name__, error)
+        return None
+
+
+def write_run_report(
+    trainer,
+    report,
+    final_dir: Path,
+    wall_seconds: float,
+    resolved_config: dict,
+    console: Console | None = None,
+) -> dict[str, Path]:
+    """Write loss_curve.png and summary.md into the Trainer's output_dir and print the run table.
+
+    Main process only (others return {}). Returns the report files by name: "metrics", "loss_curve", "summary"
+    (each only when it exists).
+    """
+    if not trainer.is_world_process_zero():
+        return {}
+    output_dir = Path(trainer.args.output_dir)
+    callback = _metrics_callback(trainer)
+    metrics = callback.path if callback else output_dir / METRICS_FILE
+    paths: dict[str, Path] = {"metrics": metrics} if metrics.is_file() else {}
+    png = _write_loss_curve(trainer, metrics, output_dir / LOSS_CURVE_FILE)
+    if png is not None:
+        paths["loss_curve"] = png
+    numbers = RunNumbers.collect(trainer, report, callback.start_epoch if callback else 0.0)
+    summary = output_dir / SUMMARY_FILE
+    text = summary_markdown(resolved_config, trainer.args, report, numbers, Path(final_dir), wall_seconds, paths)
+    try:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(text, encoding="utf-8")
+        paths["summary"] = summary
+    except OSError as error:
+        logger.warning("run summary not written to %s: %s", summary, error)
+    print_run_summary(trainer, report, final_dir, wall_seconds, console, numbers, paths)
+    return paths
