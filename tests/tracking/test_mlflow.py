@@ -91,7 +91,7 @@ def test_report_to_all_without_mlflow_is_an_error():
 
 
 def test_environment_set_for_the_callback():
-    environ = {"DISABLE_MLFLOW_INTEGRATION": "TRUE"}
+    environ: dict = {}
     args = apply_mlflow(ON, {}, environ)
     assert environ == {
         "MLFLOW_TRACKING_URI": "file:///x",

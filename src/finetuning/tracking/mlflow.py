@@ -85,8 +85,12 @@ def _report_to_list(report_to) -> list[str] | None:
     return [report_to] if isinstance(report_to, str) else list(report_to)
 
 
-def apply_mlflow(settings: MlflowSettings, training_args: dict, environ: MutableMapping[str, str] = os.environ) -> dict:
+def apply_mlflow(
+    settings: MlflowSettings, training_args: dict, environ: MutableMapping[str, str] | None = None
+) -> dict:
     """Return training_args with report_to adjusted, and set the variables MLflowCallback reads."""
+    # Looked up at call time, not bound as a default: libraries may replace os.environ (datasets' worker pools do).
+    environ = os.environ if environ is None else environ
     args = dict(training_args)
     report_to = _report_to_list(args.get("report_to"))
     if not settings.enabled:
