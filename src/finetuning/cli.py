@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():  # progress bars only where a person watches them
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         return COMMANDS[args.command](args)
     except UserError as error:

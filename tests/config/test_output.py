@@ -24,6 +24,7 @@ TOP_LEVEL = [
     "peft_conf",
     "run_conf",
     "tracking",
+    "wandb",
     "quant_conf",
     "sft_args",
 ]

@@ -20,7 +20,7 @@ from finetuning.config.peft import NoPeftConfig, PeftConfig
 from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import RunConfig
 from finetuning.config.sft import SFTArguments
-from finetuning.config.tracking import FinetuningTrackingConfig
+from finetuning.config.tracking import FinetuningTrackingConfig, WandbConfig
 from finetuning.config.training_args import TrainingArgsError, default_logging_dir, process_training_args
 
 
@@ -47,6 +47,7 @@ class ExperimentConfigBase(StrictModel):
     peft_conf: PeftConfig = Field(description="Adapter configuration")
     run_conf: RunConfig = Field(description="Model related configuration")
     tracking: FinetuningTrackingConfig | None = Field(None, description="MLFlow tracking configuration")
+    wandb: WandbConfig | None = Field(None, description="Weights & Biases logging (optional)")
     quant_conf: QuantizationConfig = Field(default=NoQuantizationConfig(), description="Quantization configuration")
 
     _notices: list[str] = PrivateAttr(default_factory=list)

@@ -1,8 +1,8 @@
-"""MLflow tracking section (`tracking`)."""
+"""Tracking sections: MLflow (`tracking`, seed 000) and Weights & Biases (`wandb`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,3 +34,26 @@ class FinetuningTrackingConfig(StrictModel):
         if isinstance(value, bool):
             return str(value)
         return value
+
+
+class WandbConfig(StrictModel):
+    """Weights & Biases logging (the options of seeds 001/002: project, entity, run name, watch, log model).
+
+    Adds "wandb" to `training_args.report_to` and sets the WANDB_* variables transformers' WandbCallback reads. The
+    API key is never a config value: log in with `wandb login` or set WANDB_API_KEY in the environment.
+    """
+
+    project: str = Field(description="W&B project the run is logged to")
+    entity: str | None = Field(None, description="W&B team or user that owns the project (default: your default)")
+    run_name: str | None = Field(None, description="Display name of the run (default: training_args.run_name)")
+    group: str | None = Field(None, description="Group runs together in the W&B UI")
+    tags: list[str] = Field(default_factory=list, description="Tags of the run")
+    watch: Literal["false", "gradients", "parameters", "all"] = Field(
+        "false", description="Log gradients and/or parameters histograms (wandb.watch)"
+    )
+    log_model: Literal["false", "end", "checkpoint"] = Field(
+        "false", description="Upload the model as a W&B artifact: at the end, or every checkpoint"
+    )
+    mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="online, offline (files written locally, `wandb sync` later) or disabled; default: WANDB_MODE"
+    )

@@ -168,3 +168,14 @@ def config_params_callback(resolved_config: dict):
                 logger.warning("MLflow: could not log the config as parameters: %s", error)
 
     return ConfigParams()
+
+
+def finish_mlflow(report_to) -> None:
+    """End the MLflow run at the end of training: transformers keeps a run it resumed (MLFLOW_RUN_ID) open, and a
+    second run in the same process would otherwise log into it."""
+    if "mlflow" not in (report_to or []):
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run()

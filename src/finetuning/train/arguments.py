@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 
 from ..errors import UserError
 from .batch_size import BatchPlan
@@ -57,6 +58,9 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
     )
     if args["learning_rate"] != training_args.get("learning_rate", args["learning_rate"]):
         logger.info("learning rate after overrides: %g", args["learning_rate"])
+    if "disable_tqdm" not in training_args:
+        # One progress bar on a terminal; in CI logs and pipes, one plain line per logging step instead.
+        args["disable_tqdm"] = not sys.stderr.isatty()
     if "dataloader_pin_memory" not in training_args:
         from ..model.loading import has_accelerator
 

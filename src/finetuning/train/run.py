@@ -21,8 +21,9 @@ from ..data.templates import get_template
 from ..errors import UserError
 from ..model.loading import ModelSetupError, apply_peft, check_model_sources, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
-from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, resolve_mlflow
+from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, finish_mlflow, resolve_mlflow
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
+from ..tracking.wandb import apply_wandb, finish_wandb
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import resolve_resume
 from .saving import save_final
@@ -81,6 +82,7 @@ def start_run(cfg, options: RunOptions) -> RunState:
     output_dir = Path(cfg.training_args["output_dir"])
     resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir))
     training_args = apply_mlflow(resolve_mlflow(options.mlflow, cfg.tracking, os.environ), cfg.training_args)
+    training_args = apply_wandb(cfg.wandb, training_args)
     # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
@@ -144,4 +146,6 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
     final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
     save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
     write_run_report(trainer, report, final_dir, time.perf_counter() - run.started, resolved)
+    finish_mlflow(trainer.args.report_to)
+    finish_wandb(trainer.args.report_to)
     return final_dir

@@ -1,0 +1,53 @@
+"""Weights & Biases set-up from the config's `wandb` section: transformers' WandbCallback does the logging."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import MutableMapping
+
+from ..errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def apply_wandb(wandb_conf, training_args: dict, environ: MutableMapping[str, str] | None = None) -> dict:
+    """Return training_args with "wandb" in report_to, and set the WANDB_* variables the callback reads."""
+    if wandb_conf is None:
+        return training_args
+    if importlib.util.find_spec("wandb") is None:
+        raise UserError("wandb: the wandb section needs the wandb package: pip install wandb")
+    environ = os.environ if environ is None else environ  # call time: os.environ can be replaced (see mlflow.py)
+    args = dict(training_args)
+    report_to = args.get("report_to")
+    report_to = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if report_to == ["none"]:
+        logger.warning("wandb is configured but training_args.report_to is 'none': nothing will be logged to it")
+    elif "all" not in report_to:
+        args["report_to"] = sorted(set(report_to) | {"wandb"})
+    if wandb_conf.run_name and not args.get("run_name"):
+        args["run_name"] = wandb_conf.run_name
+    settings = {
+        "WANDB_PROJECT": wandb_conf.project,
+        "WANDB_ENTITY": wandb_conf.entity,
+        "WANDB_RUN_GROUP": wandb_conf.group,
+        "WANDB_TAGS": ",".join(wandb_conf.tags) or None,
+        "WANDB_WATCH": wandb_conf.watch,
+        "WANDB_LOG_MODEL": wandb_conf.log_model,
+        "WANDB_MODE": wandb_conf.mode,
+    }
+    environ.update({key: value for key, value in settings.items() if value is not None})
+    logger.info("W&B: project %r (%s)", wandb_conf.project, environ.get("WANDB_MODE", "online"))
+    return args
+
+
+def finish_wandb(report_to) -> None:
+    """Close the W&B run at the end of training (transformers leaves it open until the process exits, so a second
+    run in the same process would log into the first, and offline files would miss their summary)."""
+    if "wandb" not in (report_to or []):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
