@@ -126,7 +126,7 @@ def run_ours(config_path: Path) -> dict:
     CAPTURE.clear()
     start = time.perf_counter()
     cfg = load_config(config_path)
-    run_sft(cfg, num_preprocess_workers=None)
+    run_sft(cfg)
     end = time.perf_counter()
     return {
         **CAPTURE,
