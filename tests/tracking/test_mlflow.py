@@ -129,7 +129,10 @@ def only_run(uri: str, experiment: str):
 def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, tiny_model_dir):
     uri = (tmp_path / "mlruns").as_uri()
     tracking = {"mlflow_server_uri": uri, "experiment_name": "tiny", "run_name": "first"}
+    import os
+
     assert train(tmp_path, tiny_model_dir, tracking) == 0
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the run's tracking set-up does not outlive it
     client, run = only_run(uri, "tiny")
     assert run.info.run_name == "first"
     history = client.get_metric_history(run.info.run_id, "loss")

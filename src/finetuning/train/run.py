@@ -49,8 +49,9 @@ class RunState:
     plan: BatchPlan
     output_dir: Path
     resume_from: str | None
-    training_args: dict  # cfg.training_args with report_to settled for MLflow
+    training_args: dict  # cfg.training_args with report_to settled for MLflow / W&B
     started: float
+    environment_before: dict[str, str | None]  # variables the tracking set-up changed, as they were
 
 
 def check_batch_sizes(cfg) -> BatchPlan:
@@ -81,13 +82,15 @@ def start_run(cfg, options: RunOptions) -> RunState:
     check_model_sources(cfg.run_conf, cfg.peft_conf)
     output_dir = Path(cfg.training_args["output_dir"])
     resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir))
+    before = dict(os.environ)
     training_args = apply_mlflow(resolve_mlflow(options.mlflow, cfg.tracking, os.environ), cfg.training_args)
     training_args = apply_wandb(cfg.wandb, training_args)
+    changed = {key for key in set(before) | set(os.environ) if before.get(key) != os.environ.get(key)}
     # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
     set_seed(cfg.training_args.get("seed", 42))
-    return RunState(plan, output_dir, resume_from, training_args, started)
+    return RunState(plan, output_dir, resume_from, training_args, started, {key: before.get(key) for key in changed})
 
 
 def prepare_tokenizer(cfg):
@@ -148,4 +151,14 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
     write_run_report(trainer, report, final_dir, time.perf_counter() - run.started, resolved)
     finish_mlflow(trainer.args.report_to)
     finish_wandb(trainer.args.report_to)
+    _restore_environment(run.environment_before)
     return final_dir
+
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    """Undo the tracking variables of this run, so a later run in the same process starts from the user's own."""
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
