@@ -10,21 +10,11 @@ from rich.console import Console
 from rich.text import Text
 
 from .data.inputs import read_input
-from .data.preference import (
-    KTO_COLUMNS,
-    PAIR_KEYS,
-    dpo_row_problem,
-    kto_row_problem,
-    preference_texts,
-    split_prompt,
-    validate_preference_data,
-)
+from .data.preference import preference_texts, row_schema, split_prompt, validate_preference_data
 from .data.sft import build_sft_datasets, validate_sft_data
-from .data.templates import get_template
 from .data.tokenize import IGNORE_INDEX
 from .model.loading import check_model_sources
-from .model.tokenizer import load_tokenizer, setup_tokenizer
-from .train.run import check_batch_sizes
+from .train.run import check_batch_sizes, prepare_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 
@@ -67,9 +57,8 @@ def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:
 
 def show_pairs(cfg, count: int, console: Console) -> None:
     """Preference rows as the template renders them: the prompt, then each completion continuing it."""
-    tokenizer = load_tokenizer(cfg.run_conf)
-    setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
-    row_problem, columns = (kto_row_problem, KTO_COLUMNS) if cfg.method == "kto" else (dpo_row_problem, PAIR_KEYS)
+    tokenizer, _, _ = prepare_tokenizer(cfg)
+    row_problem, columns = row_schema(cfg.method)
     rows = [row for part in read_input(cfg.data_conf.training_data, row_problem, columns) for row in part]
     for index, row in enumerate(rows[:count]):
         if row.get("chosen_messages"):
@@ -86,8 +75,7 @@ def show_examples(cfg, count: int, num_workers: int | None = None, console: Cons
     console = console or Console(soft_wrap=True)
     if cfg.method != "sft":
         return show_pairs(cfg, count, console)
-    tokenizer = load_tokenizer(cfg.run_conf)
-    markers, added = setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
+    tokenizer, markers, added = prepare_tokenizer(cfg)
     completions = markers if cfg.sft_args.train_on_completions_only else None
     train, _, report = build_sft_datasets(cfg.data_conf, cfg.sft_args, tokenizer, completions, num_workers)
     console.print(

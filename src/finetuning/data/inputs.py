@@ -42,6 +42,11 @@ def read_input(data_input, row_problem: Callable[[dict], str | None], columns: t
     ]
 
 
+def map_workers(num_proc: int | None, dataset: Dataset) -> int | None:
+    """`datasets.map(num_proc=...)`: worker processes only when asked for and when there is more than one row."""
+    return num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None
+
+
 def combine(data_input, parts: list[Dataset]) -> Dataset:
     if data_input.type == "PRECOMPUTE_WEIGHTED_MIX":
         weights = [dataset.sampling_weight for dataset in data_input.datasets]

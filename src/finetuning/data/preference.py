@@ -9,8 +9,9 @@ exactly as TRL does, so DPO sees the same ids an SFT model was trained and is se
 from __future__ import annotations
 
 from datasets import Dataset
+from trl.data_utils import common_prefix_length
 
-from .inputs import DataReport, drop_too_long, prepare_splits, read_input, validate_inputs
+from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
 from .readers import check_messages
 from .templates import TemplateError, render
 
@@ -70,15 +71,6 @@ def preference_texts(row: dict, tokenizer) -> dict[str, str]:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def _common_prefix_length(a: list[int], b: list[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
-
-
 def truncate_prompt(prompt_ids: list[int], max_prompt_length: int | None, bos_token_id: int | None) -> list[int]:
     """Keep the end of a long prompt (where the question is), and its leading bos if it had one."""
     if max_prompt_length is None or len(prompt_ids) <= max_prompt_length:
@@ -99,7 +91,7 @@ def tokenize_pair(row: dict, tokenizer, max_prompt_length: int | None) -> dict:
         ids(texts["prompt"] + texts["chosen"]),
         ids(texts["prompt"] + texts["rejected"]),
     )
-    cut = min(_common_prefix_length(prompt_ids, full_chosen), _common_prefix_length(prompt_ids, full_rejected))
+    cut = min(common_prefix_length(prompt_ids, full_chosen), common_prefix_length(prompt_ids, full_rejected))
     prompt_ids = truncate_prompt(prompt_ids[:cut], max_prompt_length, tokenizer.bos_token_id)
     chosen_ids, rejected_ids = full_chosen[cut:], full_rejected[cut:]
     return {
@@ -122,7 +114,7 @@ def build_dpo_datasets(
             tokenize_pair,
             fn_kwargs={"tokenizer": tokenizer, "max_prompt_length": max_prompt_length},
             remove_columns=dataset.column_names,
-            num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+            num_proc=map_workers(num_proc, dataset),
             desc=f"Tokenizing {what} pairs",
         )
         return tokenized if max_length is None else drop_too_long(tokenized, max_length, what, report, SETTING)
@@ -181,5 +173,10 @@ def _fill_report(report: DataReport, train: Dataset, evaluation: Dataset | None,
     report.trained_tokens = sum(len(ids) for column in completion_columns for ids in train[column])
 
 
+def row_schema(method: str):
+    """(row check, columns kept) of a preference method's data files."""
+    return (kto_row_problem, KTO_COLUMNS) if method == "kto" else (dpo_row_problem, PAIR_KEYS)
+
+
 def validate_preference_data(data_conf, method: str) -> int:
-    return validate_inputs(data_conf, kto_row_problem if method == "kto" else dpo_row_problem)
+    return validate_inputs(data_conf, row_schema(method)[0])

@@ -10,7 +10,7 @@ import logging
 
 from datasets import Dataset
 
-from .inputs import DataReport, drop_too_long, prepare_splits, read_input, validate_inputs
+from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
 from .readers import DataError, sft_row_problem
 from .templates import Markers
 from .tokenize import tokenize_batch
@@ -38,7 +38,7 @@ def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: in
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "markers": markers},
         remove_columns=dataset.column_names,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        num_proc=map_workers(num_proc, dataset),
         desc=f"Tokenizing {what} data",
     )
 
