@@ -13,6 +13,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .reporting import add_reporter, add_run_name, report_to_list
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ def resolve_mlflow(options: MlflowOptions, tracking, environ: Mapping[str, str])
     )
 
 
-def _report_to_list(report_to) -> list[str] | None:
-    """training_args.report_to as a list; None when unset."""
-    if report_to is None:
-        return None
-    return [report_to] if isinstance(report_to, str) else list(report_to)
-
-
 def apply_mlflow(
     settings: MlflowSettings, training_args: dict, environ: MutableMapping[str, str] | None = None
 ) -> dict:
@@ -92,7 +86,7 @@ def apply_mlflow(
     # Looked up at call time, not bound as a default: libraries may replace os.environ (datasets' worker pools do).
     environ = os.environ if environ is None else environ
     args = dict(training_args)
-    report_to = _report_to_list(args.get("report_to"))
+    report_to = report_to_list(args.get("report_to"))
     if not settings.enabled:
         # Keeping "mlflow" out of report_to is what keeps transformers' MLflowCallback away. The engine does not set
         # DISABLE_MLFLOW_INTEGRATION itself: in a process that trains twice, the flag would outlive this run and
@@ -106,12 +100,7 @@ def apply_mlflow(
             args["report_to"] = [name for name in report_to if name != "mlflow"] or "none"
             logger.warning("report_to: mlflow removed, since MLflow is not configured (see the README, MLflow)")
         return args
-    if report_to in (["none"], []):
-        logger.warning("MLflow is configured but training_args.report_to is 'none': nothing will be logged to it")
-    elif report_to is None or "all" not in report_to:
-        args["report_to"] = sorted(set(report_to or []) | {"mlflow"})
-    if settings.run_name and not args.get("run_name"):
-        args["run_name"] = settings.run_name
+    add_run_name(add_reporter(args, "mlflow", "MLflow"), settings.run_name)
     environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     if "://" not in settings.tracking_uri or settings.tracking_uri.startswith("file:"):
         # Seed 004 documents file:// stores; MLflow 3 refuses them unless asked to keep the file backend.

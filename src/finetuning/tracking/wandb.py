@@ -8,6 +8,7 @@ import os
 from collections.abc import MutableMapping
 
 from ..errors import UserError
+from .reporting import add_reporter, add_run_name
 
 logger = logging.getLogger(__name__)
 
@@ -19,15 +20,7 @@ def apply_wandb(wandb_conf, training_args: dict, environ: MutableMapping[str, st
     if importlib.util.find_spec("wandb") is None:
         raise UserError("wandb: the wandb section needs the wandb package: pip install wandb")
     environ = os.environ if environ is None else environ  # call time: os.environ can be replaced (see mlflow.py)
-    args = dict(training_args)
-    report_to = args.get("report_to")
-    report_to = [report_to] if isinstance(report_to, str) else list(report_to or [])
-    if report_to == ["none"]:
-        logger.warning("wandb is configured but training_args.report_to is 'none': nothing will be logged to it")
-    elif "all" not in report_to:
-        args["report_to"] = sorted(set(report_to) | {"wandb"})
-    if wandb_conf.run_name and not args.get("run_name"):
-        args["run_name"] = wandb_conf.run_name
+    args = add_run_name(add_reporter(dict(training_args), "wandb", "W&B"), wandb_conf.run_name)
     settings = {
         "WANDB_PROJECT": wandb_conf.project,
         "WANDB_ENTITY": wandb_conf.entity,
