@@ -16,17 +16,24 @@ logger = logging.getLogger(__name__)
 PAD_SOURCES = {"eos-repurpose": "eos_token", "bos-repurpose": "bos_token", "unk-repurpose": "unk_token"}
 
 
-def load_tokenizer(run_conf):
+def load_tokenizer_from(source: str, key: str, use_fast: bool = True, trust_remote_code: bool = False):
+    """AutoTokenizer.from_pretrained; a path or id that holds no tokenizer is a user error naming config key `key`."""
     from transformers import AutoTokenizer
 
-    source = run_conf.tokenizer or run_conf.model
     try:
-        return AutoTokenizer.from_pretrained(
-            source, use_fast=run_conf.use_fast_tokenizer, trust_remote_code=run_conf.model_args.trust_remote_code
-        )
+        return AutoTokenizer.from_pretrained(source, use_fast=use_fast, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        key = "run_conf.tokenizer" if run_conf.tokenizer else "run_conf.model"
         raise TemplateError(f"{key}: could not load a tokenizer from {source!r}: {error}") from None
+
+
+def load_tokenizer(run_conf):
+    key = "run_conf.tokenizer" if run_conf.tokenizer else "run_conf.model"
+    return load_tokenizer_from(
+        run_conf.tokenizer or run_conf.model,
+        key,
+        use_fast=run_conf.use_fast_tokenizer,
+        trust_remote_code=run_conf.model_args.trust_remote_code,
+    )
 
 
 def add_template_tokens(tokenizer, template: ChatTemplate) -> list[str]:

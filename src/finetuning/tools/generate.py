@@ -129,13 +129,10 @@ def tokenizer_source(model_conf) -> tuple[str, str]:
 
 
 def load_tokenizer(model_conf):
-    from transformers import AutoTokenizer
+    from ..model.tokenizer import load_tokenizer_from
 
     source, key = tokenizer_source(model_conf)
-    try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=model_conf.model_args.trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise ModelSetupError(f"{key}: could not load a tokenizer from {source!r}: {error}") from None
+    return load_tokenizer_from(source, key, trust_remote_code=model_conf.model_args.trust_remote_code)
 
 
 def prepare_tokenizer(tokenizer, chat_template_name: str | None) -> list[str]:
