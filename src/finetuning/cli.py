@@ -85,9 +85,28 @@ def _command_train(args) -> int:
         num_preprocess_workers=args.num_preprocess_workers,
         mlflow=MlflowOptions(args.mlflow_server_uri, args.experiment_name, args.hf_mlflow_log_artifacts),
     )
-    final = run(cfg, options)
-    print(f"Training finished. Final model: {final}")
+    result = run(cfg, options)
+    if result.stopped_by is None:
+        print(f"Training finished. Final model: {result.final_dir}")
+    else:
+        print(_resume_hint(result, cfg, args))
     return 0
+
+
+def _resume_hint(result, cfg, args) -> str:
+    """A stop on request is a success: say where the run is and the exact way to continue it."""
+    lines = [f"Training stopped by {result.stopped_by} at step {result.step} of {result.max_steps}."]
+    if result.checkpoint is None:
+        return lines[0] + " No checkpoint was saved."
+    lines.append(f"Checkpoint saved: {result.checkpoint}")
+    command = f"finetuning {args.command} {args.config}"
+    if cfg.run_conf.resume_from_checkpoint in ("auto", True):
+        lines.append(f"To resume, run the same command again: {command}")
+    else:
+        lines.append(
+            "To resume, set run_conf.resume_from_checkpoint: auto (or the checkpoint path) and run: " + command
+        )
+    return "\n".join(lines)
 
 
 def _command_validate(args) -> int:
@@ -138,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as error:
         return report_user_error(error)
+    except KeyboardInterrupt:  # Ctrl-C outside training (loading, preprocessing): nothing to save, no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

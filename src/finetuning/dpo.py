@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .data.preference import build_dpo_datasets, build_kto_datasets
 from .model.loading import ModelSetupError
 from .train.arguments import build_training_config
-from .train.run import RunOptions, build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
+from .train.run import (
+    RunOptions,
+    RunResult,
+    build_trainer,
+    finish_run,
+    load_policy,
+    log_data_report,
+    prepare_tokenizer,
+    start_run,
+)
 
 
 def refuse_vocabulary_growth(cfg, added: list[str]) -> None:
@@ -41,8 +48,8 @@ def _dpo_trainer_class(reference_free: bool):
     return PretokenizedDPOTrainer
 
 
-def run_preference(cfg, options: RunOptions | None = None) -> Path:
-    """Train per `cfg` (a DPOExperimentConfig or KTOExperimentConfig) and return the final checkpoint directory."""
+def run_preference(cfg, options: RunOptions | None = None) -> RunResult:
+    """Train per `cfg` (a DPOExperimentConfig or KTOExperimentConfig); see `run_sft` for the result."""
     from trl import DPOConfig, KTOConfig, KTOTrainer
 
     options = options or RunOptions()

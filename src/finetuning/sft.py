@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .data.collator import build_collator
 from .data.sft import build_sft_datasets
 from .train.arguments import build_training_config
-from .train.run import RunOptions, build_trainer, finish_run, load_policy, log_data_report, prepare_tokenizer, start_run
+from .train.run import (
+    RunOptions,
+    RunResult,
+    build_trainer,
+    finish_run,
+    load_policy,
+    log_data_report,
+    prepare_tokenizer,
+    start_run,
+)
 
 
-def run_sft(cfg, options: RunOptions | None = None) -> Path:
-    """Train per `cfg` (an SFTExperimentConfig) and return the final checkpoint directory."""
+def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
+    """Train per `cfg` (an SFTExperimentConfig); the result names the final model, or the checkpoint of a stopped run."""
     from trl import SFTConfig, SFTTrainer
 
     options = options or RunOptions()

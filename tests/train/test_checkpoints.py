@@ -1,27 +1,74 @@
-"""`run_conf.resume_from_checkpoint`: false / true / 'auto' / a path — decided before any model loads."""
+"""Which checkpoint to resume from, and the file-level rules that keep checkpoints whole: complete ones only,
+rename into place, rotation that never deletes the one just written."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from finetuning.errors import UserError
-from finetuning.train.checkpoints import resolve_resume
+from finetuning.train.checkpoints import last_complete_checkpoint, publish, resolve_resume, rotate, step_checkpoints
+
+
+def fake_checkpoint(path: Path, weights: str = "model.safetensors", state: bool = True) -> Path:
+    path.mkdir(parents=True)
+    (path / weights).write_bytes(b"weights")
+    if state:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    return path
 
 
 def test_resume_settings(tmp_path):
     assert resolve_resume(False, str(tmp_path)) is None
     assert resolve_resume("auto", str(tmp_path / "absent")) is None  # nothing yet: start fresh
     assert resolve_resume("auto", str(tmp_path)) is None
-    for step in (5, 10):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    (tmp_path / "checkpoint-final").mkdir()  # not a step checkpoint
+    fake_checkpoint(tmp_path / "checkpoint-5")
+    fake_checkpoint(tmp_path / "checkpoint-10", weights="adapter_model.safetensors")
+    fake_checkpoint(tmp_path / "checkpoint-final")  # not a step checkpoint
     assert resolve_resume("auto", str(tmp_path)) == str(tmp_path / "checkpoint-10")
     assert resolve_resume(True, str(tmp_path)) == str(tmp_path / "checkpoint-10")
     assert resolve_resume(str(tmp_path / "checkpoint-5"), str(tmp_path)) == str(tmp_path / "checkpoint-5")
 
 
-def test_resume_true_without_checkpoint_and_missing_path_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="has no checkpoint; use 'auto'"):
+def test_incomplete_checkpoints_are_never_resumed_from(tmp_path, caplog):
+    """Written by a tool that does not stage its saves and killed halfway: skipped by auto/true, refused by path."""
+    fake_checkpoint(tmp_path / "checkpoint-4")
+    fake_checkpoint(tmp_path / "checkpoint-8", state=False)
+    (tmp_path / "checkpoint-12").mkdir()
+    assert resolve_resume("auto", str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert "skipping incomplete checkpoint" in caplog.text and "checkpoint-12: no trainer_state.json" in caplog.text
+    assert resolve_resume(True, str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    with pytest.raises(UserError, match=r"checkpoint-8: incomplete checkpoint, no trainer_state.json"):
+        resolve_resume(str(tmp_path / "checkpoint-8"), str(tmp_path))
+
+
+def test_resume_true_without_checkpoint_and_missing_path_are_user_errors(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="has no complete checkpoint; use 'auto'"):
         resolve_resume(True, str(tmp_path))
-    with pytest.raises(UserError, match="no such checkpoint directory"):
-        resolve_resume(str(tmp_path / "checkpoint-3"), str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=f"{tmp_path}/checkpoint-3: no such checkpoint directory"):
+        resolve_resume("checkpoint-3", "out")  # relative to the working directory, reported absolute
+
+
+def test_publish_renames_into_place_and_replaces_a_previous_copy(tmp_path):
+    final = fake_checkpoint(tmp_path / "checkpoint-3")
+    staged = fake_checkpoint(tmp_path / ".staging" / "checkpoint-3", weights="adapter_model.safetensors")
+    publish(staged, final)
+    assert not staged.exists()
+    assert sorted(p.name for p in final.iterdir()) == ["adapter_model.safetensors", "trainer_state.json"]
+    assert not any(p.name.startswith(".trash") for p in tmp_path.iterdir())
+
+
+def test_rotation_keeps_the_newest_and_never_the_one_just_written(tmp_path):
+    for step in (2, 4, 6, 8):
+        fake_checkpoint(tmp_path / f"checkpoint-{step}")
+    rotate(tmp_path, 2, keep={tmp_path / "checkpoint-8"})
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["checkpoint-6", "checkpoint-8"]
+    # a run resumed from an older checkpoint writes checkpoint-7: ordering by step alone would delete it
+    fake_checkpoint(tmp_path / "checkpoint-7")
+    rotate(tmp_path, 1, keep={tmp_path / "checkpoint-7"})
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["checkpoint-7"]
+    rotate(tmp_path, None, keep=set())
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-7"

@@ -159,12 +159,12 @@ def config_params_callback(resolved_config: dict):
     return ConfigParams()
 
 
-def finish_mlflow(report_to) -> None:
+def finish_mlflow(report_to, status: str = "FINISHED") -> None:
     """End the MLflow run at the end of training: transformers keeps a run it resumed (MLFLOW_RUN_ID) open, and a
-    second run in the same process would otherwise log into it."""
+    second run in the same process would otherwise log into it. A run stopped by a signal ends as KILLED."""
     if "mlflow" not in (report_to or []):
         return
     import mlflow
 
     if mlflow.active_run() is not None:
-        mlflow.end_run()
+        mlflow.end_run(status=status)

@@ -1,36 +1,173 @@
-"""Which checkpoint to resume from (`run_conf.resume_from_checkpoint`)."""
+"""Checkpoints that are never half-written, and which one to resume from (`run_conf.resume_from_checkpoint`).
+
+A checkpoint is written to `output_dir/.staging/checkpoint-N` and renamed to `output_dir/checkpoint-N` only once
+every file is on disk: a job killed during a save leaves the previous checkpoints intact and nothing that 'auto'
+resume would pick. Old checkpoints are removed by renaming them away first, never the one just written.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
+STAGING_DIR = ".staging"  # hidden, and not `checkpoint-N`: nothing looks for checkpoints there
+TRASH_PREFIX = ".trash-"
+_STEP_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# The Trainer writes trainer_state.json last; weights are the model's or an adapter's, whole or sharded.
+_WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
-def resolve_resume(setting: bool | str, output_dir: str) -> bool | str | None:
-    """false → start fresh; true → the newest checkpoint (error if none); 'auto' → the newest checkpoint if any,
-    else start fresh; any other string → that path (error if missing). Decided before any model loads."""
-    from transformers.trainer_utils import get_last_checkpoint
 
+def checkpoint_step(path: Path) -> int | None:
+    match = _STEP_CHECKPOINT.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def step_checkpoints(output_dir: Path) -> list[Path]:
+    """`checkpoint-N` directories, oldest step first."""
+    if not output_dir.is_dir():
+        return []
+    found = [path for path in output_dir.iterdir() if path.is_dir() and checkpoint_step(path) is not None]
+    return sorted(found, key=checkpoint_step)
+
+
+def incomplete_reason(checkpoint: Path) -> str | None:
+    """Why a checkpoint directory cannot be resumed from (written by a tool that does not stage, then killed)."""
+    if not (checkpoint / "trainer_state.json").is_file():
+        return "no trainer_state.json (the save did not finish)"
+    if not any((checkpoint / name).is_file() for name in _WEIGHTS):
+        return "no model or adapter weights"
+    return None
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that can be resumed from; incomplete ones are skipped with a warning."""
+    for checkpoint in reversed(step_checkpoints(output_dir)):
+        reason = incomplete_reason(checkpoint)
+        if reason is None:
+            return checkpoint
+        logger.warning("skipping incomplete checkpoint %s: %s", checkpoint, reason)
+    return None
+
+
+def resolve_resume(setting: bool | str, output_dir: str) -> str | None:
+    """false → start fresh; true → the newest complete checkpoint (error if none); 'auto' → the newest complete
+    checkpoint if any, else start fresh; any other string → that path (error if missing or incomplete).
+    Decided before any model loads."""
     if setting is False:
         return None
-    last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    out = Path(output_dir)
+    last = last_complete_checkpoint(out)
     if setting is True:
         if last is None:
             raise UserError(
-                f"run_conf.resume_from_checkpoint: true, but {Path(output_dir).resolve()} has no checkpoint; "
+                f"run_conf.resume_from_checkpoint: true, but {out.resolve()} has no complete checkpoint; "
                 "use 'auto' to resume only when there is one"
             )
-        return last
+        return str(last)
     if setting == "auto":
         if last:
             logger.info("resume_from_checkpoint=auto: resuming from %s", last)
         else:
-            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, starting fresh", output_dir)
-        return last
-    if not Path(setting).is_dir():
-        raise UserError(f"run_conf.resume_from_checkpoint: {Path(setting).resolve()}: no such checkpoint directory")
-    return setting
+            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, starting fresh", out.resolve())
+        return str(last) if last else None
+    path = Path(setting).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"run_conf.resume_from_checkpoint: {path}: no such checkpoint directory")
+    if (reason := incomplete_reason(path)) is not None:
+        raise UserError(f"run_conf.resume_from_checkpoint: {path}: incomplete checkpoint, {reason}")
+    return str(path)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file and the directory entries, so a rename never publishes data still only in memory."""
+    for path in sorted(directory.rglob("*"), reverse=True):
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        descriptor = os.open(path, flags)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def remove_directory(path: Path) -> None:
+    """Rename away, then delete: a deletion cut short leaves a hidden `.trash-*`, never a damaged checkpoint."""
+    trash = path.with_name(TRASH_PREFIX + path.name)
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Make a fully written staged checkpoint visible under its final name in one rename."""
+    _fsync_tree(staged)
+    if final.exists():  # the same step saved again (e.g. stopped on a save step): replace the old copy
+        remove_directory(final)
+    os.replace(staged, final)
+    _fsync_directory(final.parent)
+
+
+def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
+    """`save_total_limit`: delete the oldest step checkpoints beyond the limit, never one in `keep` (the one just
+    written, the best one). Unlike ordering by mtime or step alone, a run resumed from an older checkpoint
+    cannot lose the checkpoint it has just written."""
+    if not limit or limit <= 0:
+        return
+    checkpoints = step_checkpoints(output_dir)
+    excess = len(checkpoints) - max(limit, len(keep))
+    for checkpoint in [path for path in checkpoints if path not in keep][: max(excess, 0)]:
+        logger.info("save_total_limit=%d: deleting %s", limit, checkpoint)
+        remove_directory(checkpoint)
+
+
+class AtomicCheckpoints:
+    """Trainer mixin: every checkpoint is staged, flushed, then renamed into place (see the module docstring).
+
+    The Trainer's own save code runs unchanged; only the directory it saves into is redirected while it runs.
+    """
+
+    _staging_root: str | None = None
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging_root or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging_root = run_dir / STAGING_DIR
+        if self.args.should_save:
+            shutil.rmtree(staging_root, ignore_errors=True)  # what a killed save left behind
+            staging_root.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()
+        self._staging_root = str(staging_root)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()  # every rank has written its files (RNG state per process)
+        if self.args.should_save:
+            final = run_dir / name
+            staged_best = self.state.best_model_checkpoint
+            if staged_best and Path(staged_best).parent == staging_root:
+                self.state.best_model_checkpoint = str(final)
+                self.state.save_to_json(str(staging_root / name / "trainer_state.json"))
+            publish(staging_root / name, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            best = self.state.best_model_checkpoint
+            rotate(run_dir, self.args.save_total_limit, {final} | ({Path(best)} if best else set()))
+        self.accelerator.wait_for_everyone()

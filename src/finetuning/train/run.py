@@ -5,7 +5,7 @@ tokenizer, markers, added = prepare_tokenizer(cfg)
 ... method-specific data ...
 model = load_policy(cfg, tokenizer, run)
 ... method-specific trainer ...
-final = finish_run(trainer, cfg, tokenizer, markers, report, run)
+result = finish_run(trainer, cfg, tokenizer, markers, report, run)
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callbac
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
 from ..tracking.wandb import apply_wandb, finish_wandb
 from .batch_size import BatchPlan, plan_batches
-from .checkpoints import resolve_resume
+from .checkpoints import AtomicCheckpoints, last_complete_checkpoint, resolve_resume
+from .interrupt import GracefulStop
 from .saving import save_final
 
 logger = logging.getLogger(__name__)
@@ -131,28 +132,60 @@ def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None,
 
 
 def build_trainer(trainer_class, **kwargs):
-    """Construct a TRL trainer; its argument checks (e.g. a loss type that needs label_smoothing) are user errors."""
+    """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py); its argument checks
+    (e.g. a loss type that needs label_smoothing) are user errors."""
+    atomic_class = type(trainer_class.__name__, (AtomicCheckpoints, trainer_class), {})
     try:
-        return trainer_class(**kwargs)
+        return atomic_class(**kwargs)
     except ValueError as error:
         raise UserError(f"training_args: {error}") from None
 
 
-def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> Path:
+@dataclass(frozen=True)
+class RunResult:
+    """How a training command ended: finished (final_dir) or stopped by a signal (checkpoint to resume from)."""
+
+    final_dir: Path | None
+    stopped_by: str | None = None
+    checkpoint: Path | None = None
+    step: int = 0
+    max_steps: int = 0
+
+
+def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunResult:
     """Train (resuming per run_conf), save the final model + inference tokenizer + resolved config, then the run
-    report (metrics.jsonl, loss_curve.png, summary.md in output_dir, and a short table)."""
+    report (metrics.jsonl, loss_curve.png, summary.md in output_dir, and a short table). A SIGTERM/SIGINT during
+    training saves a checkpoint at the next step boundary and returns without the final save."""
     resolved = dump_resolved_config(cfg)
     trainer.add_callback(MetricsFileCallback(run.output_dir / METRICS_FILE))
     if "mlflow" in (trainer.args.report_to or []):
         trainer.add_callback(config_params_callback(resolved))
-    trainer.train(resume_from_checkpoint=run.resume_from)
-    final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
-    save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
+    stop = GracefulStop()
+    trainer.add_callback(stop)
+    with stop:  # also covers the final save: a signal then lets it finish instead of cutting it short
+        trainer.train(resume_from_checkpoint=run.resume_from)
+        if stop.interrupted(trainer.state):
+            return _stopped(trainer, stop, run)
+        final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
+        save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
     write_run_report(trainer, report, final_dir, time.perf_counter() - run.started, resolved)
-    finish_mlflow(trainer.args.report_to)
+    _end_tracking(trainer, run)
+    return RunResult(final_dir, step=trainer.state.global_step, max_steps=trainer.state.max_steps)
+
+
+def _stopped(trainer, stop: GracefulStop, run: RunState) -> RunResult:
+    checkpoint = last_complete_checkpoint(run.output_dir)
+    logger.warning(
+        "training stopped by %s at step %d; checkpoint: %s", stop.stopped_by, trainer.state.global_step, checkpoint
+    )
+    _end_tracking(trainer, run, status="KILLED")
+    return RunResult(None, stop.stopped_by, checkpoint, trainer.state.global_step, trainer.state.max_steps)
+
+
+def _end_tracking(trainer, run: RunState, status: str = "FINISHED") -> None:
+    finish_mlflow(trainer.args.report_to, status)
     finish_wandb(trainer.args.report_to)
     _restore_environment(run.environment_before)
-    return final_dir
 
 
 def _restore_environment(previous: dict[str, str | None]) -> None:

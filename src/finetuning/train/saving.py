@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
+
+from .checkpoints import STAGING_DIR, publish
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +60,19 @@ def set_generation_stop(model, tokenizer, end_marker: str) -> None:
 
 
 def save_final(trainer, tokenizer, directory: Path, end_marker: str, resolved: dict) -> Path:
+    """Model (or adapter) + inference tokenizer + resolved config, staged and renamed into place like checkpoints:
+    a job killed while saving never leaves a half-written final model that looks finished."""
     set_generation_stop(trainer.model, tokenizer, end_marker)
-    trainer.save_model(str(directory))  # the Trainer also saves processing_class (our inference-ready tokenizer)
+    staged = directory.parent / STAGING_DIR / directory.name
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(directory))
-        write_resolved_config(directory, resolved)
+        shutil.rmtree(staged, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))  # the Trainer also saves processing_class (our inference-ready tokenizer)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(staged))
+        write_resolved_config(staged, resolved)
+        publish(staged, directory)
+        shutil.rmtree(staged.parent, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     logger.info("final model saved to %s", directory)
     return directory
