@@ -51,12 +51,13 @@ def test_concatenated_validation_data_is_evaluated(tmp_path, tiny_model_dir, cap
 
 
 def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
-    """torchrun with 2 CPU processes (gloo): 8 = 2 processes x 2 per device x 2 accumulation."""
+    """torchrun with 2 CPU processes (gloo): 8 = 2 processes x 2 per device x 2 accumulation; the staged
+    checkpoint holds both processes' RNG states before it is renamed into place."""
     config = sft_config(
         tmp_path,
         tiny_model_dir,
         batchsize_conf={"total_train_batch_size": 8, "max_per_device_train_batch_size": 2},
-        training_args={"max_steps": 3, "use_cpu": True},
+        training_args={"max_steps": 3, "use_cpu": True, "save_strategy": "steps", "save_steps": 2},
     )
     path = write_yaml(tmp_path / "c.yaml", config)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -81,6 +82,9 @@ def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
     assert result.stderr.count("batch: 2 process(es) x 2 per device x 2 accumulation = 8") == 2
     args = torch.load(tmp_path / "out" / "checkpoint-final" / "training_args.bin", weights_only=False)
     assert (args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2, 2)
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    assert not (tmp_path / "out" / ".staging").exists()
 
 
 def test_secrets_never_reach_a_file_the_run_writes(tmp_path, tiny_model_dir, monkeypatch):

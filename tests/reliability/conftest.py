@@ -22,11 +22,11 @@ LORA = {
 MAX_STEPS = 16  # facts.jsonl: 100 rows, 4 per micro-batch → 25 micro-batches = 13 steps per epoch, so we cross one
 
 
-def resumable_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
+def resumable_config(tmp_path: Path, model_dir: Path, peft_conf: dict = LORA, **changes) -> Path:
     config = sft_config(
         tmp_path,
         model_dir,
-        peft_conf=LORA,
+        peft_conf=peft_conf,
         batchsize_conf={"total_train_batch_size": 8, "max_per_device_train_batch_size": 4},  # 2 accumulation steps
         training_args={
             "max_steps": MAX_STEPS,

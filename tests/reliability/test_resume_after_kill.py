@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from safetensors.torch import load_file
 
 from finetuning.cli import main
 from finetuning.train.checkpoints import last_complete_checkpoint, step_checkpoints
@@ -40,3 +41,17 @@ def test_sigkill_then_auto_resume_is_bit_identical(tmp_path, tiny_model_dir, uni
     assert_bit_identical(final_weights(tmp_path), uninterrupted)
     assert not (out / ".staging").exists()
     assert len(step_checkpoints(out)) == 2  # save_total_limit, counting the resumed run's saves
+
+
+def test_full_fine_tuning_killed_mid_accumulation_resumes_bit_identical(tmp_path, tiny_model_dir):
+    """The same without an adapter: every weight and the optimizer state of the whole model are restored."""
+    no_peft = {"peft_type": "NO_PEFT"}
+    straight, killed_dir = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir(), killed_dir.mkdir()
+    assert main(["sft", str(resumable_config(straight, tiny_model_dir, peft_conf=no_peft))]) == 0
+    config = resumable_config(killed_dir, tiny_model_dir, peft_conf=no_peft)
+    assert run_with_faults(config, "micro:12:KILL").returncode == -signal.SIGKILL  # 2nd half of step 6, a save step
+    assert last_complete_checkpoint(killed_dir / "out").name == "checkpoint-3"
+    assert main(["sft", str(config)]) == 0
+    reference = load_file(straight / "out" / "checkpoint-final" / "model.safetensors")
+    assert_bit_identical(load_file(killed_dir / "out" / "checkpoint-final" / "model.safetensors"), reference)
