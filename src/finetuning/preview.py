@@ -10,23 +10,23 @@ from rich.console import Console
 from rich.text import Text
 
 from .data.inputs import read_input
-from .data.preference import preference_texts, row_schema, split_prompt, validate_preference_data
-from .data.sft import build_sft_datasets, validate_sft_data
+from .data.preference import preference_texts, row_schema, split_prompt
+from .data.sft import build_sft_datasets
 from .data.tokenize import IGNORE_INDEX
-from .model.loading import check_model_sources
-from .train.run import check_batch_sizes, prepare_tokenizer
+from .train.run import check_before_loading, prepare_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 
 
 def validate_data(cfg) -> str:
-    """Raise DataError for any bad file or row; return a one-line summary."""
-    check_model_sources(cfg.run_conf, cfg.peft_conf)
-    check_batch_sizes(cfg)
-    if cfg.method == "sft":
-        files = validate_sft_data(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
-    else:
-        files = validate_preference_data(cfg.data_conf, cfg.method)
+    """Every check a training command makes before loading a model (all problems at once, as a UserError);
+    returns a one-line summary."""
+    check_before_loading(cfg)
+    data_conf = cfg.data_conf
+    inputs = [data_conf.training_data] + (
+        [data_conf.validation_data] if data_conf.validation_data.type == "CONCATENATION" else []
+    )
+    files = sum(len(data_input.datasets) for data_input in inputs)
     return f"data OK: {files} file(s), every row parsed and has the expected shape"
 
 

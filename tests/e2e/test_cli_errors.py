@@ -113,7 +113,7 @@ def test_empty_model_directory_is_a_user_error(tmp_path, tiny_model_dir, capsys)
     empty = tmp_path / "empty-model"
     empty.mkdir()
     assert main(["sft", str(write_yaml(tmp_path / "c.yaml", sft_config(tmp_path, empty)))]) == 2
-    assert "run_conf.model: could not load a tokenizer from" in capsys.readouterr().err
+    assert f"run_conf.model: {empty}: no config.json there (not a model directory)" in capsys.readouterr().err
 
 
 def test_validate_checks_the_batch_arithmetic_for_this_launch(tmp_path, tiny_model_dir, capsys, monkeypatch):

@@ -215,3 +215,52 @@ def test_lora_adapter(tmp_path, tiny_model_dir, trained):
     items = run(tmp_path, None, data, model_conf=model_conf)
     assert len(items) == 10 and all(list(item)[: len(KEYS)] == KEYS for item in items)
     assert items[0]["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_pickle_only_model_or_adapter_is_refused(tmp_path, tiny_model_dir, capsys):
+    from tests.model.test_loading import pickle_only_copy
+
+    pickled = pickle_only_copy(tiny_model_dir, tmp_path / "pickled")
+    capsys.readouterr()  # the copy's loading progress
+    err = _error(tmp_path, capsys, pickled)
+    assert f"model_conf.model: {pickled}: only pickle weights (pytorch_model.bin)" in err
+    assert "`model_conf.model_args.use_safetensors: false`" in err
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.bin").write_bytes(b"")
+    err = _error(tmp_path, capsys, None, model_conf={"model": str(tiny_model_dir), "adapter": str(adapter)})
+    assert f"model_conf.adapter: {adapter}: only pickle weights (adapter_model.bin)" in err
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_generate_loads_say_whether_remote_code_is_trusted(tmp_path, monkeypatch, trust):
+    import transformers
+
+    from finetuning.config.generate import load_generate_config
+    from finetuning.tools import generate
+
+    calls = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(name):
+        def from_pretrained(source, **kwargs):
+            calls[name] = kwargs
+            raise Stop
+
+        return from_pretrained
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", capture("model"))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", capture("tokenizer"))
+    model_conf = {"model": "org/model", "model_args": {"trust_remote_code": trust}}
+    config = load_generate_config(
+        gen_config(tmp_path, None, {"type": "open-input", "input": "hi"}, model_conf=model_conf)
+    )
+    with pytest.raises(Stop):
+        generate.load_tokenizer(config.model_conf)
+    with pytest.raises(Stop):
+        generate.load_model(config, tokenizer=None)
+    assert calls["tokenizer"]["trust_remote_code"] is trust and calls["model"]["trust_remote_code"] is trust
+    assert calls["model"]["use_safetensors"] is True

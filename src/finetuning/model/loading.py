@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -20,34 +21,83 @@ class ModelSetupError(UserError):
     """A model-side combination the engine refuses (reported as a user error)."""
 
 
+def looks_local(name_or_path: str) -> bool:
+    """A path (absolute, ./, ../, ~, or existing) rather than a hub id (org/name)."""
+    return name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists()
+
+
+def shown_source(name_or_path: str) -> str:
+    """How error messages name a model source: a local path resolved against the working directory (as the Silogen
+    engine resolves relative paths), a hub id quoted as given."""
+    if looks_local(name_or_path):
+        return str(Path(name_or_path).expanduser().resolve())
+    return repr(name_or_path)
+
+
 def model_source_problem(name_or_path: str, key: str = "run_conf.model") -> str | None:
     """A local-looking path that does not exist is a user error; anything else may be a hub id (org/name)."""
-    from pathlib import Path
-
-    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists()
     path = Path(name_or_path).expanduser().resolve()
-    if looks_local and not path.exists():
+    if looks_local(name_or_path) and not path.exists():
         return f"{key}: {path}: not found (a local path; hub ids look like 'org/name')"
     return None
 
 
-def adapter_source_problem(name_or_path: str) -> str | None:
-    from pathlib import Path
-
-    problem = model_source_problem(name_or_path, "peft_conf.name_or_path")
+def adapter_source_problem(name_or_path: str, key: str = "peft_conf.name_or_path") -> str | None:
+    problem = model_source_problem(name_or_path, key)
     path = Path(name_or_path).expanduser()
     if problem is None and path.is_dir() and not (path / "adapter_config.json").is_file():
-        return f"peft_conf.name_or_path: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"
+        return f"{key}: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"
     return problem
 
 
+def _pickle_hint(found: str, args_key: str) -> str:
+    return (
+        f"only pickle weights ({found}), which can run code when loaded; convert them to safetensors, or set "
+        f"`{args_key}.use_safetensors: false` to load them anyway"
+    )
+
+
+def pickle_weights_problem(name_or_path: str, model_args, key: str = "run_conf.model", args_key: str | None = None):
+    """A local model directory with pickle weights (*.bin) and no safetensors is refused unless
+    `model_args.use_safetensors` is false: safetensors is the default for loading (see from_pretrained_kwargs)."""
+    args_key = args_key or key.rsplit(".", 1)[0] + ".model_args"
+    if model_args.use_safetensors is False:
+        return None
+    path = Path(name_or_path).expanduser().resolve() / (model_args.subfolder or "")
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return None
+    pickles = sorted(p.name for p in path.glob("*.bin") if p.name.startswith(("pytorch_model", "model")))
+    if not pickles:
+        return None
+    return f"{key}: {path}: " + _pickle_hint(", ".join(pickles[:2]) + (", ..." if len(pickles) > 2 else ""), args_key)
+
+
+def pickle_adapter_problem(name_or_path: str, model_args, key: str, args_key: str) -> str | None:
+    """The same rule for a local adapter directory (adapter_model.bin without adapter_model.safetensors)."""
+    path = Path(name_or_path).expanduser().resolve()
+    if model_args.use_safetensors is False or not path.is_dir():
+        return None
+    if (path / "adapter_model.bin").is_file() and not (path / "adapter_model.safetensors").is_file():
+        return f"{key}: {path}: " + _pickle_hint("adapter_model.bin", args_key)
+    return None
+
+
 def check_model_sources(run_conf, peft_conf=None) -> None:
-    """Fail before any download or load when the model / tokenizer / adapter path is plainly missing."""
-    problems = [model_source_problem(run_conf.model)]
+    """Fail before any download or load when the model / tokenizer / adapter path is plainly missing, or a local
+    model or adapter only has pickle weights while safetensors are required."""
+    problems = [
+        model_source_problem(run_conf.model),
+        pickle_weights_problem(run_conf.model, run_conf.model_args),
+    ]
     if run_conf.tokenizer:
         problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer"))
     if peft_conf is not None and peft_conf.peft_type == "PRETRAINED_PEFT":
         problems.append(adapter_source_problem(peft_conf.name_or_path))
+        problems.append(
+            pickle_adapter_problem(
+                peft_conf.name_or_path, run_conf.model_args, "peft_conf.name_or_path", "run_conf.model_args"
+            )
+        )
     problems = [p for p in problems if p]
     if problems:
         raise ModelSetupError(problems)
@@ -69,7 +119,10 @@ def default_device_map(num_processes: int):
 
 
 def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
-    """ModelArguments → from_pretrained keywords (unset values left to transformers, legacy names translated)."""
+    """ModelArguments → from_pretrained keywords (unset values left to transformers, legacy names translated).
+
+    Safe defaults, always explicit: trust_remote_code false unless set, and use_safetensors true unless set (a
+    pickle-only checkpoint is refused; `model_args.use_safetensors: false` allows it)."""
     kwargs = {}
     for key, value in model_args.model_dump().items():
         if key in _OBSOLETE:
@@ -78,6 +131,8 @@ def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
             continue
         if value is not None:
             kwargs[_RENAMED.get(key, key)] = value
+    kwargs["trust_remote_code"] = bool(model_args.trust_remote_code)
+    kwargs.setdefault("use_safetensors", True)
     if kwargs.get("device_map") is None:
         device_map = default_device_map(num_processes)
         if device_map is not None:
@@ -103,9 +158,14 @@ def bitsandbytes_config(quant_conf):
     return BitsAndBytesConfig(**options)
 
 
-def load_model(run_conf, quant_conf, num_processes: int):
+def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.model"):
+    """The base model per `run_conf`; `key` names the config section in errors (the generate tool: model_conf)."""
     from transformers import AutoModelForCausalLM
 
+    args_key = key.rsplit(".", 1)[0] + ".model_args"
+    problem = pickle_weights_problem(run_conf.model, run_conf.model_args, key, args_key)
+    if problem:
+        raise ModelSetupError(problem)
     kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes)
     quantization = bitsandbytes_config(quant_conf)
     if quantization is not None:
@@ -113,9 +173,12 @@ def load_model(run_conf, quant_conf, num_processes: int):
     try:
         return AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)
     except (OSError, ValueError) as error:
-        raise ModelSetupError(f"run_conf.model: could not load a model from {run_conf.model!r}: {error}") from None
+        message = f"{key}: could not load a model from {shown_source(run_conf.model)}: {error}"
+        if run_conf.model_args.use_safetensors is None and "safetensors" in str(error):
+            message += f"; if it only has pickle weights (*.bin), set `{args_key}.use_safetensors: false` to allow them"
+        raise ModelSetupError(message) from None
     except TypeError as error:  # an unknown keyword reached the model class
-        raise ModelSetupError(f"run_conf.model_args: {error}") from None
+        raise ModelSetupError(f"{args_key}: {error}") from None
 
 
 def expand_vocabulary(model, tokenizer, quantized: bool) -> bool:
@@ -155,7 +218,10 @@ def apply_peft(model, peft_conf, vocab_expanded: bool, quantized: bool):
         try:
             return peft.PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
         except (OSError, ValueError) as error:
-            raise ModelSetupError(f"peft_conf.name_or_path: could not load the adapter: {error}") from None
+            source = shown_source(peft_conf.name_or_path)
+            raise ModelSetupError(
+                f"peft_conf.name_or_path: could not load the adapter from {source}: {error}"
+            ) from None
     config_dict = {"peft_type": peft_conf.peft_type, "task_type": peft_conf.task_type, **peft_conf.peft_kwargs}
     if vocab_expanded:
         # New token rows must be trained and saved with the adapter, or the new tokens stay random at inference.

@@ -17,13 +17,16 @@ PAD_SOURCES = {"eos-repurpose": "eos_token", "bos-repurpose": "bos_token", "unk-
 
 
 def load_tokenizer_from(source: str, key: str, use_fast: bool = True, trust_remote_code: bool = False):
-    """AutoTokenizer.from_pretrained; a path or id that holds no tokenizer is a user error naming config key `key`."""
+    """AutoTokenizer.from_pretrained; a path or id that holds no tokenizer is a user error naming config key `key`
+    (and a local path resolved against the working directory). Remote code runs only when trust_remote_code is set."""
     from transformers import AutoTokenizer
 
+    from .loading import shown_source
+
     try:
-        return AutoTokenizer.from_pretrained(source, use_fast=use_fast, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(source, use_fast=use_fast, trust_remote_code=bool(trust_remote_code))
     except (OSError, ValueError) as error:
-        raise TemplateError(f"{key}: could not load a tokenizer from {source!r}: {error}") from None
+        raise TemplateError(f"{key}: could not load a tokenizer from {shown_source(source)}: {error}") from None
 
 
 def load_tokenizer(run_conf):

@@ -34,7 +34,14 @@ from typing import Any
 from ..config.generate import EvalDataPrompts, GenerateConfig, load_generate_config
 from ..data.readers import check_messages, read_rows, resolve_data_path
 from ..errors import UserError, report_user_error
-from ..model.loading import ModelSetupError, model_source_problem
+from ..model.loading import (
+    ModelSetupError,
+    adapter_source_problem,
+    model_source_problem,
+    pickle_adapter_problem,
+    pickle_weights_problem,
+    shown_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +112,18 @@ def read_prompts(prompt_conf) -> list[Prompt]:
 
 
 def check_sources(model_conf) -> None:
-    """A plainly missing local model / adapter / tokenizer path is a user error before anything loads."""
-    problems = [model_source_problem(model_conf.model, "model_conf.model")]
+    """A plainly missing local model / adapter / tokenizer path, or pickle-only weights while safetensors are
+    required (the default), is a user error before anything loads."""
+    args = model_conf.model_args
+    problems = [
+        model_source_problem(model_conf.model, "model_conf.model"),
+        pickle_weights_problem(model_conf.model, args, "model_conf.model", "model_conf.model_args"),
+    ]
     if model_conf.tokenizer:
         problems.append(model_source_problem(model_conf.tokenizer, "model_conf.tokenizer"))
     if model_conf.adapter:
-        problem = model_source_problem(model_conf.adapter, "model_conf.adapter")
-        adapter = Path(model_conf.adapter).expanduser()
-        if problem is None and adapter.is_dir() and not (adapter / "adapter_config.json").is_file():
-            problem = f"model_conf.adapter: {adapter.resolve()}: no adapter_config.json there (not a PEFT adapter)"
-        problems.append(problem)
+        problems.append(adapter_source_problem(model_conf.adapter, "model_conf.adapter"))
+        problems.append(pickle_adapter_problem(model_conf.adapter, args, "model_conf.adapter", "model_conf.model_args"))
     problems = [p for p in problems if p]
     if problems:
         raise ModelSetupError(problems)
@@ -164,15 +173,20 @@ def load_model(config: GenerateConfig, tokenizer):
     from ..model import loading
 
     run_conf = RunConfig(model=config.model_conf.model, model_args=config.model_conf.model_args)
-    model = loading.load_model(run_conf, config.quant_conf, num_processes=1)
+    # trust_remote_code (false unless set) and use_safetensors (true unless set) go explicitly to from_pretrained.
+    model = loading.load_model(run_conf, config.quant_conf, num_processes=1, key="model_conf.model")
     loading.expand_vocabulary(model, tokenizer, quantized=config.quant_conf.quantization_type != "no-quantization")
-    if config.model_conf.adapter:
+    adapter = config.model_conf.adapter
+    if adapter:
         import peft
 
+        # A PEFT adapter is a config and weights, never code: PeftModel.from_pretrained has no trust_remote_code.
         try:
-            model = peft.PeftModel.from_pretrained(model, config.model_conf.adapter)
+            model = peft.PeftModel.from_pretrained(model, adapter)
         except (OSError, ValueError) as error:
-            raise ModelSetupError(f"model_conf.adapter: could not load the adapter: {error}") from None
+            raise ModelSetupError(
+                f"model_conf.adapter: could not load the adapter from {shown_source(adapter)}: {error}"
+            ) from None
     return model.eval()
 
 

@@ -49,7 +49,7 @@ def _load_tokenizer(tokenizer: str | None, adapter_dir: Path, basemodel: str):
     from transformers import AutoTokenizer
 
     source = tokenizer or (str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file() else basemodel)
-    return AutoTokenizer.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
 
 
 def merge_adapter(basemodel: str, peftmodel: str, outpath: str, tokenizer: str | None = None, device_map=None) -> Path:
@@ -62,7 +62,10 @@ def merge_adapter(basemodel: str, peftmodel: str, outpath: str, tokenizer: str |
     if not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"peftmodel: {adapter_dir.resolve()}: no adapter_config.json there (not a PEFT adapter)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(basemodel, dtype="auto", device_map=device_map)
+        # never run code shipped with a model; weights as safetensors when the base has them (the library's choice)
+        model = AutoModelForCausalLM.from_pretrained(
+            basemodel, dtype="auto", device_map=device_map, trust_remote_code=False
+        )
     except OSError as error:
         raise UserError(f"basemodel: could not load {basemodel!r}: {error}") from None
     dtype = model.dtype

@@ -7,6 +7,7 @@ resume would pick. Old checkpoints are removed by renaming them away first, neve
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,6 +19,9 @@ from ..errors import UserError
 logger = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging"  # hidden, and not `checkpoint-N`: nothing looks for checkpoints there
+# How the batch was split when the checkpoint was written; resuming with another split would skip to the wrong
+# place in the data (train/preflight.py compares). The Trainer only keeps this in its pickled training_args.bin.
+BATCH_RECORD = "finetuning_batch.json"
 TRASH_PREFIX = ".trash-"
 _STEP_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last; weights are the model's or an adapter's, whole or sharded.
@@ -135,6 +139,31 @@ def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
         remove_directory(checkpoint)
 
 
+def write_batch_record(checkpoint: Path, args) -> None:
+    record = {
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+    }
+    (checkpoint / BATCH_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def read_batch_record(checkpoint: Path) -> dict:
+    """The batch split a checkpoint was written with: our record, else the per-device size in trainer_state.json
+    (checkpoints from other tools); {} when neither is readable."""
+    for name, keys in (
+        (BATCH_RECORD, None),
+        ("trainer_state.json", {"train_batch_size": "per_device_train_batch_size"}),
+    ):
+        try:
+            found = json.loads((checkpoint / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict):
+            return found if keys is None else {new: found[old] for old, new in keys.items() if old in found}
+    return {}
+
+
 class AtomicCheckpoints:
     """Trainer mixin: every checkpoint is staged, flushed, then renamed into place (see the module docstring).
 
@@ -162,6 +191,7 @@ class AtomicCheckpoints:
         self.accelerator.wait_for_everyone()  # every rank has written its files (RNG state per process)
         if self.args.should_save:
             final = run_dir / name
+            write_batch_record(staging_root / name, self.args)
             staged_best = self.state.best_model_checkpoint
             if staged_best and Path(staged_best).parent == staging_root:
                 self.state.best_model_checkpoint = str(final)

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import dump_resolved_config
 from ..data.templates import get_template
 from ..errors import UserError
-from ..model.loading import ModelSetupError, apply_peft, check_model_sources, expand_vocabulary, load_model
+from ..model.loading import ModelSetupError, apply_peft, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
 from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, finish_mlflow, resolve_mlflow
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
@@ -27,6 +27,7 @@ from ..tracking.wandb import apply_wandb, finish_wandb
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint, resolve_resume
 from .interrupt import GracefulStop
+from .preflight import run_preflight
 from .saving import save_final
 
 logger = logging.getLogger(__name__)
@@ -66,13 +67,33 @@ def check_batch_sizes(cfg) -> BatchPlan:
     )
 
 
+def check_before_loading(cfg) -> tuple[BatchPlan, str | None]:
+    """Everything that needs no model, every problem at once: batch arithmetic, the checkpoint to resume from, and
+    the pre-flight (output dir, disk, data, model source, resume compatibility). Shared with `finetuning validate`.
+    """
+    plan = check_batch_sizes(cfg)  # the pre-flight compares a resume target against this plan
+    problems: list[str] = []
+    resume_from = None
+    try:
+        resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, cfg.training_args["output_dir"])
+    except UserError as error:
+        problems += error.problems
+    try:
+        run_preflight(cfg, plan, resume_from)
+    except UserError as error:
+        problems += error.problems
+    if problems:
+        raise UserError(problems)
+    return plan, resume_from
+
+
 def start_run(cfg, options: RunOptions) -> RunState:
     """Batch plan, tracking, seeding and the checks that need no model; fails before anything heavy is loaded."""
     from transformers import set_seed
 
     started = time.perf_counter()
     batch = cfg.batchsize_conf
-    plan = check_batch_sizes(cfg)
+    plan, resume_from = check_before_loading(cfg)
     logger.info(
         "batch: %d process(es) x %d per device x %d accumulation = %d",
         num_processes(),
@@ -80,9 +101,7 @@ def start_run(cfg, options: RunOptions) -> RunState:
         plan.gradient_accumulation_steps,
         batch.total_train_batch_size,
     )
-    check_model_sources(cfg.run_conf, cfg.peft_conf)
     output_dir = Path(cfg.training_args["output_dir"])
-    resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, str(output_dir))
     before = dict(os.environ)
     training_args = apply_mlflow(resolve_mlflow(options.mlflow, cfg.tracking, os.environ), cfg.training_args)
     training_args = apply_wandb(cfg.wandb, training_args)
