@@ -69,12 +69,13 @@ def run_preference(cfg, options: RunOptions | None = None) -> RunResult:
         config_class, trainer_class = DPOConfig, _dpo_trainer_class(cfg.reference_free)
     log_data_report(report)
 
-    model = load_policy(cfg, tokenizer, run, allow_vocabulary_growth=False)
     engine = {"precompute_ref_log_probs": True} if cfg.method == "dpo" and cfg.reference_free else {}
     if cfg.method == "kto" and "train_sampling_strategy" not in cfg.training_args:
         # TRL's KTO estimates its KL term from neighbours in a fixed-order batch; the data was shuffled (seeded) instead.
         engine["train_sampling_strategy"] = "sequential"
+    # before the model: argument errors (e.g. bf16 on a machine without it) are reported without loading anything
     args = build_training_config(config_class, run.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, **engine)
+    model = load_policy(cfg, tokenizer, run, allow_vocabulary_growth=False)
     trainer = build_trainer(
         trainer_class,
         model=model,

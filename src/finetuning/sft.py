@@ -30,7 +30,7 @@ def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
     )
     log_data_report(report)
 
-    model = load_policy(cfg, tokenizer, run, new_base_name=cfg.sft_args.save_name_if_new_basemodel)
+    # before the model: argument errors (e.g. bf16 on a machine without it) are reported without loading anything
     args = build_training_config(
         SFTConfig,
         run.training_args,
@@ -40,6 +40,7 @@ def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
         max_length=cfg.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},  # data is tokenised and masked by our pipeline
     )
+    model = load_policy(cfg, tokenizer, run, new_base_name=cfg.sft_args.save_name_if_new_basemodel)
     trainer = build_trainer(
         SFTTrainer,
         model=model,

@@ -6,6 +6,7 @@ import pytest
 
 from finetuning.config import ConfigError, SFTExperimentConfig, load_config, validate_config
 from finetuning.config.data import AutoSplitDataInput, ConcatenationDataInput, NoneDataInput, WeightedMixDataInput
+from finetuning.config.loading import read_yaml
 from finetuning.config.peft import GenericPeftConfig
 from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig
 
@@ -139,8 +140,9 @@ def test_many_problems_reported_at_once(full_config):
 def test_wrong_data_input_type_names_the_tag(minimal_config):
     minimal_config["data_conf"]["validation_data"] = {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": [{"path": "a"}]}
     (problem,) = problems_of(minimal_config)
-    assert problem.startswith("data_conf.validation_data: ")
-    assert "AUTO_SPLIT" in problem and "NONE" in problem
+    assert problem == (
+        "data_conf.validation_data.type: must be 'AUTO_SPLIT', 'CONCATENATION' or 'NONE', got 'PRECOMPUTE_WEIGHTED_MIX'"
+    )
 
 
 def test_data_checks(minimal_config):
@@ -198,3 +200,67 @@ def test_union_alternatives_are_one_line(minimal_config):
     minimal_config["run_conf"]["model_args"] = {"device_map": [1]}
     (problem,) = problems_of(minimal_config)
     assert problem.startswith("run_conf.model_args.device_map: must be ") and " or " in problem
+
+
+def test_duplicate_keys_are_an_error_with_both_lines(write_yaml):
+    path = write_yaml("sft_args:\n  max_seq_length: 64\nrun_conf: {}\nsft_args:\n  max_seq_length: 128\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path.resolve()}: invalid YAML at line 4, column 1: duplicate key 'sft_args' (first on line 1)"
+    ]
+
+
+def test_merge_keys_may_be_overridden(write_yaml):
+    data = read_yaml(write_yaml("base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  b: 3\n"))
+    assert data["other"] == {"a": 1, "b": 3}
+
+
+def test_file_problems_name_the_resolved_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes(b"method: sft\n# caf\xe9\n")
+    for argument, problem in [
+        ("missing.yaml", f"config file not found: {tmp_path / 'missing.yaml'}"),
+        (".", f"{tmp_path}: is a directory, not a config file"),
+        ("latin1.yaml", f"{tmp_path / 'latin1.yaml'}: invalid YAML at line 2: not valid UTF-8"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            read_yaml(argument)
+        assert info.value.problems == [problem]
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfmethod: sft\n")
+    assert read_yaml(path) == {"method": "sft"}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("batchsize_conf", "total_train_batch_size", True, "must be a number, got true"),
+        ("batchsize_conf", "total_train_batch_size", "eight", "must be a valid integer, got 'eight'"),
+        ("sft_args", "max_seq_length", 10.5, "must be a valid integer, got 10.5"),
+        ("sft_args", "train_on_completions_only", "maybe", "must be a valid boolean, got 'maybe'"),
+        ("data_conf", "padding_side", "middle", "must be 'right' or 'left', got 'middle'"),
+    ],
+)
+def test_type_errors_show_the_value_given(minimal_config, section, key, value, problem):
+    minimal_config[section][key] = value
+    assert problems_of(minimal_config) == [f"{section}.{key}: {problem}"]
+
+
+def test_secret_values_are_not_shown(minimal_config):
+    minimal_config["run_conf"]["model_args"] = {"token": 12345}
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("run_conf.model_args.token: must be") and "12345" not in problem
+
+
+def test_missing_or_empty_sections_and_tags(minimal_config):
+    minimal_config["run_conf"] = None
+    minimal_config["data_conf"]["training_data"].pop("type")
+    minimal_config["data_conf"]["training_data"]["datasets"] = []
+    assert set(problems_of(minimal_config)) == {
+        "run_conf: must be a valid dictionary, got null",
+        "data_conf.training_data.type: required key is missing",
+    }

@@ -83,8 +83,9 @@ def test_quantization_4_and_8_bit(minimal_config):
 
 def test_quantization_bad_quant_type(minimal_config):
     minimal_config["peft_conf"] = {"peft_type": "LORA"}
-    minimal_config["quant_conf"] = {"quantization_type": "bits-and-bytes", "bnb_4bit_quant_type": "int4"}
-    assert problems_of(minimal_config) == ["quant_conf.bnb_4bit_quant_type: must be 'fp4' or 'nf4'"]
+    minimal_config["quant_conf"] = {"quantization_type": "bits-and-bytes", "load_in_4bit": True}
+    minimal_config["quant_conf"]["bnb_4bit_quant_type"] = "int4"
+    assert problems_of(minimal_config) == ["quant_conf.bnb_4bit_quant_type: must be 'fp4' or 'nf4', got 'int4'"]
 
 
 def test_explicit_no_quantization(minimal_config):
@@ -108,3 +109,36 @@ def test_model_args_quantization_config_rejected(minimal_config):
     minimal_config["run_conf"]["model_args"] = {"quantization_config": {}}
     (problem,) = problems_of(minimal_config)
     assert problem.startswith("run_conf.model_args: ") and "quant_conf" in problem
+
+
+def test_bits_and_bytes_needs_a_bit_width(minimal_config):
+    minimal_config["peft_conf"] = {"peft_type": "LORA"}
+    minimal_config["quant_conf"] = {"quantization_type": "bits-and-bytes"}
+    assert problems_of(minimal_config) == [
+        "quant_conf: bits-and-bytes needs load_in_4bit: true or load_in_8bit: true (or drop quant_conf)"
+    ]
+
+
+@pytest.mark.parametrize("rank", [0, -4])
+def test_adapter_rank_must_be_positive(minimal_config, rank):
+    minimal_config["peft_conf"] = {"peft_type": "LORA", "peft_kwargs": {"r": rank}}
+    assert problems_of(minimal_config) == [f"peft_conf.peft_kwargs.r: must be greater than or equal to 1, got {rank}"]
+
+
+@pytest.mark.parametrize(
+    ("training_args", "overrides", "ok"),
+    [
+        ({"num_train_epochs": 0}, {}, False),
+        ({"num_train_epochs": -1, "max_steps": -1}, {}, False),
+        ({"num_train_epochs": 0, "max_steps": 10}, {}, True),
+        ({"num_train_epochs": 0}, {"num_train_epochs": 2}, True),
+    ],
+)
+def test_a_run_of_zero_steps_is_an_error(minimal_config, training_args, overrides, ok):
+    minimal_config["training_args"] = training_args
+    minimal_config["overrides"] = overrides
+    if ok:
+        validate_config(minimal_config)
+    else:
+        (problem,) = problems_of(minimal_config)
+        assert problem.startswith("training_args.num_train_epochs: must be greater than 0 (or set max_steps)")

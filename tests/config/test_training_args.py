@@ -148,3 +148,40 @@ def test_union_alternatives_merged_into_one_line():
 def test_single_value_for_list_field_accepted():
     args, _ = validate_training_args({"label_names": "labels"}, TrainingArguments)
     assert args["label_names"] == "labels"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("learning_rate", -1e-4, "must be greater than 0, got -0.0001"),
+        ("learning_rate", 0, "must be greater than 0, got 0"),
+        ("warmup_steps", -3, "must be greater than or equal to 0, got -3"),
+        ("logging_steps", 0, "must be greater than 0, got 0"),
+        ("save_steps", -1, "must be greater than 0, got -1"),
+        ("max_steps", True, "must be a number, got true"),
+        ("num_train_epochs", False, "must be a number, got false"),
+        ("learning_rate", "fast", "must be a valid number, got 'fast'"),
+    ],
+)
+def test_values_that_would_train_nothing_useful(key, value, problem):
+    assert problems_of({key: value}) == [f"training_args.{key}: {problem}"]
+
+
+def test_yaml_string_numbers_are_range_checked_after_coercion():
+    assert problems_of({"learning_rate": "-1e-4"}) == [
+        "training_args.learning_rate: must be greater than 0, got -0.0001"
+    ]
+
+
+def test_loss_types_are_checked_against_the_installed_trl():
+    from trl import DPOConfig, KTOConfig
+
+    with pytest.raises(TrainingArgsError) as info:
+        validate_training_args({"loss_type": ["sigmoid", "sigmod"]}, DPOConfig)
+    assert info.value.problems == ["training_args.loss_type: unknown value 'sigmod'; did you mean 'sigmoid'?"]
+    with pytest.raises(TrainingArgsError) as info:
+        validate_training_args({"loss_type": "dpo"}, KTOConfig)
+    assert info.value.problems == [
+        "training_args.loss_type: unknown value 'dpo'; expected one of kto, apo_zero_unpaired"
+    ]
+    assert validate_training_args({"loss_type": "ipo"}, DPOConfig)[0]["loss_type"] == "ipo"

@@ -9,6 +9,7 @@ import pytest
 from finetuning.data.preference import (
     dpo_row_problem,
     kto_row_problem,
+    preference_row_checker,
     preference_texts,
     tokenize_pair,
     truncate_prompt,
@@ -118,3 +119,29 @@ def test_kto_rows_are_pairs_or_labelled_completions():
     assert kto_row_problem(ROW) is None
     assert "'label' must be true" in kto_row_problem(dict(unpaired, label="yes"))
     assert "missing ['label']" in kto_row_problem({k: v for k, v in unpaired.items() if k != "label"})
+
+
+def test_identical_chosen_and_rejected_is_refused():
+    assert "are identical" in dpo_row_problem(dict(ROW, rejected_messages=ROW["chosen_messages"]))
+    assert "are identical" in kto_row_problem(dict(ROW, rejected_messages=ROW["chosen_messages"]))
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (ROW, None),
+        (
+            dict(ROW, prompt_messages=[*ROW["prompt_messages"], {"role": "assistant", "content": "Hm."}]),
+            "'prompt_messages' must end with a user message for the 'mistral-with-system' chat template",
+        ),
+        (
+            dict(ROW, rejected_messages=[{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]),
+            "rejected_messages[1] has role 'assistant' where 'user' must come",
+        ),
+    ],
+)
+def test_preference_rows_follow_the_templates_role_order(row, problem):
+    check = preference_row_checker("dpo", data_conf("mistral-with-system"))
+    found = check(row)
+    assert found == problem if problem is None else found.startswith(problem)
+    assert preference_row_checker("dpo", data_conf("chat-ml"))(row) is None

@@ -67,3 +67,64 @@ def test_every_file_is_checked_before_failing(tmp_path):
     with pytest.raises(DataError) as error:
         read_all([str(bad1), str(bad2)], sft_row_problem)
     assert len(error.value.problems) == 2
+
+
+def test_json_array_problems_name_the_line_the_element_starts_on(tmp_path):
+    bad = {"messages": [{"role": "robot", "content": "x"}]}
+    text = "[\n" + json.dumps(GOOD) + ",\n\n  " + json.dumps(bad) + "\n]\n"
+    (problem,) = problems_for(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'data.jsonl'}:4: messages[0].role is 'robot'")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("[\n" + json.dumps(GOOD) + ",\n", 2, "the array is never closed"),
+        ("[" + json.dumps(GOOD) + " " + json.dumps(GOOD) + "]", 1, "expected ',' or ']'"),
+        ("[" + json.dumps(GOOD) + ",]", 1, "invalid JSON: Expecting value"),
+        ("[" + json.dumps(GOOD) + "]\nmore\n", 2, "extra data after the closing ']'"),
+        (json.dumps(GOOD, indent=2), 1, "one JSON object spread over several lines"),
+    ],
+)
+def test_broken_json_files_name_the_line(tmp_path, text, line, reason):
+    problems = problems_for(tmp_path, text)
+    assert any(f"data.jsonl:{line}: " in p and reason in p for p in problems), problems
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert read_rows(str(path), sft_row_problem) == [GOOD]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ({"role": "assistant", "content": ""}, "messages[1].content is empty; assistant messages need text"),
+        ({"role": "assistant", "content": None}, "messages[1].content must be a string, got null"),
+        ({"role": "assitant", "content": "a"}, "messages[1].role is 'assitant'; did you mean 'assistant'?"),
+        ({"role": "Assistant", "content": "a"}, "did you mean 'assistant'?"),
+    ],
+)
+def test_message_problems_say_what_was_found(message, reason):
+    assert reason in sft_row_problem({"messages": [{"role": "user", "content": "q"}, message]})
+
+
+def test_empty_system_message_is_allowed():
+    assert sft_row_problem({"messages": [{"role": "system", "content": ""}, *GOOD["messages"]]}) is None
+
+
+def test_whole_file_problems_name_the_config_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with pytest.raises(DataError) as error:
+        read_all(["empty.jsonl", "."], sft_row_problem, ["x.datasets[0].path", "x.datasets[1].path"])
+    assert error.value.problems == [
+        f"x.datasets[0].path: {tmp_path / 'empty.jsonl'}: no rows: the file is empty (0 bytes)",
+        f"x.datasets[1].path: {tmp_path}: is a directory; a dataset path names a JSONL file",
+    ]
+
+
+def test_row_types_are_named_as_in_json(tmp_path):
+    problems = problems_for(tmp_path, '"a"\n[1]\n3\nnull\n')
+    assert [p.rsplit("got ", 1)[1] for p in problems] == ["string", "array", "number", "null"]

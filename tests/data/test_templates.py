@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from finetuning.config.data import ChatTrainValidConfig
-from finetuning.data.templates import TemplateError, get_template, render, resolve_markers
+from finetuning.data.templates import (
+    TemplateError,
+    TemplateRefusal,
+    get_template,
+    render,
+    resolve_markers,
+    role_order_problem,
+    template_refusal,
+)
 from finetuning.model.tokenizer import setup_tokenizer
 from tests.conftest import CONVERSATION
 
@@ -95,3 +103,60 @@ def test_keep_original_without_template_is_a_clear_error(tokenizer):
 def test_unknown_template_name():
     with pytest.raises(TemplateError, match="known: mistral-with-system"):
         get_template("chatml")
+
+
+def turns(*roles: str) -> list[dict]:
+    return [{"role": role, "content": "text"} for role in roles]
+
+
+@pytest.mark.parametrize(
+    ("roles", "problem"),
+    [
+        (("system", "user", "assistant", "user", "assistant"), None),
+        (("user", "assistant", "user"), None),
+        (("user", "user", "assistant"), "messages[1] has role 'user' where 'assistant' must come"),
+        (("user", "assistant", "assistant"), "messages[2] has role 'assistant' where 'user' must come"),
+        (("assistant",), "messages[0] has role 'assistant' where 'user' must come"),
+        (("user", "assistant", "system"), "messages[2] has role 'system' where 'user' must come"),
+    ],
+)
+def test_mistral_template_needs_alternating_turns(roles, problem):
+    found = role_order_problem(turns(*roles), get_template("mistral-with-system"))
+    assert found == problem if problem is None else found.startswith(problem)
+
+
+@pytest.mark.parametrize("name", ["chat-ml", "poro", "simplified-llama31", "keep-original"])
+def test_templates_with_role_markers_take_any_order(name):
+    assert role_order_problem(turns("user", "user", "assistant", "assistant"), get_template(name)) is None
+
+
+def test_mistral_renders_a_second_user_turn_inside_the_assistant_span(tokenizer):
+    """Why mistral-with-system needs alternation: the text between [/INST] and eos is trained as the answer."""
+    setup_tokenizer(tokenizer, get_template("mistral-with-system"), data_conf("mistral-with-system"))
+    text = render(turns("user", "user", "assistant"), tokenizer)
+    assert text == "<s>[INST] text [/INST][INST] text [/INST]text</s> "
+
+
+STRICT = (
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate') }}{% endif %}{{ message['content'] }}{% endfor %}"
+)
+
+
+def test_a_template_refusal_is_a_user_error(tokenizer):
+    tokenizer.chat_template = STRICT
+    with pytest.raises(TemplateRefusal) as error:
+        render(turns("user", "user"), tokenizer)
+    assert error.value.refusal == "Conversation roles must alternate"
+    assert error.value.problems == [
+        "data_conf.chat_template_name: the chat template refuses a conversation: Conversation roles must alternate"
+    ]
+
+
+def test_template_refusal_is_found_once_per_role_order(tokenizer):
+    tokenizer.chat_template = STRICT
+    refusal = template_refusal(tokenizer)
+    assert refusal(turns("user", "assistant")) is None
+    assert refusal(turns("user", "user")) == (
+        "the chat template refuses the roles ['user', 'user']: Conversation roles must alternate"
+    )

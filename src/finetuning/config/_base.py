@@ -5,15 +5,28 @@ Every section forbids unknown keys: a typo in a YAML config must fail loudly ins
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 
 
 class StrictModel(BaseModel):
     """Base for all config sections: unknown keys are errors, values are checked on construction."""
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic reads true as 1; in a YAML config `total_train_batch_size: yes` is a mistake, not a size.
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_for_number", "must be a number, got {value}", {"value": str(value).lower()})
+    return value
+
+
+# Numbers that refuse true/false (which pydantic would otherwise accept as 1 / 0).
+Int = Annotated[int, BeforeValidator(_not_a_bool)]
+Float = Annotated[float, BeforeValidator(_not_a_bool)]
 
 
 def _single_path_component(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import Int, StrictModel
 
 
 class BatchsizeConfig(StrictModel):
@@ -18,9 +18,9 @@ class BatchsizeConfig(StrictModel):
     batch size x gradient accumulation. The maximum per-device batch size is what fits in one device's memory.
     """
 
-    total_train_batch_size: int = Field(ge=1, description="The total batch size for the training run")
-    max_per_device_train_batch_size: int = Field(ge=1, description="The maximum training batch size per device")
-    per_device_eval_batch_size: int | None = Field(
+    total_train_batch_size: Int = Field(ge=1, description="The total batch size for the training run")
+    max_per_device_train_batch_size: Int = Field(ge=1, description="The maximum training batch size per device")
+    per_device_eval_batch_size: Int | None = Field(
         None,
         ge=1,
         description="The maximum eval batch size per device, if not given, will use same as training batch size",

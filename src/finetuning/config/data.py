@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import Float, Int, StrictModel
 
 DATA_TYPE_DESCRIPTION = "generally, the data_type is automatically set based on the experiment config method"
 
@@ -28,7 +28,7 @@ class WeightedDatasetDefinition(StrictModel):
     """Define a dataset, with a weight for sampling."""
 
     path: str = Field(description="Local path to a JSONL file in the finetuning data format")
-    sampling_weight: float = Field(
+    sampling_weight: Float = Field(
         1.0, ge=0, description="Relative sampling weight; 0 skips the dataset. Negative weights are not allowed."
     )
 
@@ -55,7 +55,7 @@ class WeightedMixDataInput(StrictModel):
     type: Literal["PRECOMPUTE_WEIGHTED_MIX"] = Field(description="Selects this data input kind.")
     datasets: list[WeightedDatasetDefinition] = Field(min_length=1, description="The datasets to mix.")
     data_type: str = Field("ChatConversation", description=DATA_TYPE_DESCRIPTION)
-    seed: int = Field(19851243, description="Seed for the random number generator for interleaving draws")
+    seed: Int = Field(19851243, description="Seed for the random number generator for interleaving draws")
 
     @model_validator(mode="after")
     def _some_weight_positive(self) -> WeightedMixDataInput:
@@ -70,8 +70,8 @@ class AutoSplitDataInput(StrictModel):
 
     type: Literal["AUTO_SPLIT"] = Field(description="Selects this data input kind.")
     data_type: str = Field("ChatConversation", description=DATA_TYPE_DESCRIPTION)
-    ratio: float = Field(0.2, gt=0, lt=1, description="Ratio of the training data to use for validation")
-    seed: int = Field(1289525893, description="Seed for the random number generator for splitting")
+    ratio: Float = Field(0.2, gt=0, lt=1, description="Ratio of the training data to use for validation")
+    seed: Int = Field(1289525893, description="Seed for the random number generator for splitting")
 
 
 class NoneDataInput(StrictModel):

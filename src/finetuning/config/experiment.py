@@ -83,6 +83,8 @@ class ExperimentConfigBase(StrictModel):
                 "quant_conf: a quantized model cannot be fully fine-tuned (peft_type NO_PEFT); "
                 "use an adapter such as LORA or drop quant_conf"
             )
+        if (problem := self._training_length_problem()) is not None:
+            raise ValueError(problem)
         if self.data_conf.validation_data.type == "NONE":
             wants_eval = [
                 f"{key}: {self.training_args[key]!r}"
@@ -95,6 +97,17 @@ class ExperimentConfigBase(StrictModel):
                     "use AUTO_SPLIT or CONCATENATION, or drop the evaluation options"
                 )
         return self
+
+    def _training_length_problem(self) -> str | None:
+        """No steps and no epochs would run zero steps and still save a "trained" model."""
+        epochs = self.overrides.num_train_epochs or self.training_args.get("num_train_epochs")
+        max_steps = self.training_args.get("max_steps")
+        if _is_number(epochs) and epochs <= 0 and not (_is_number(max_steps) and max_steps > 0):
+            return (
+                f"training_args.num_train_epochs: must be greater than 0 (or set max_steps), got {epochs}; "
+                "this would train for zero steps"
+            )
+        return None
 
     @property
     def notices(self) -> list[str]:
@@ -203,6 +216,10 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
     def reference_free(self) -> bool:
         """Reference-free DPO: the implicit reward is the policy log-prob itself (reference log-probs = 0)."""
         return self._reference_free
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _positive_int(value: Any) -> bool:

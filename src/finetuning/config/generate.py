@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationError
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import Int, StrictModel
 from finetuning.config.loading import ConfigError, format_validation_error, read_yaml
 from finetuning.config.quant import NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import ModelArguments
@@ -56,7 +56,7 @@ class OpenInputPrompts(StrictModel):
 
     type: Literal["open-input"] = Field(description="Selects a single typed-in prompt.")
     input: str = Field(description="The prompt, sent as one user message.")
-    num_samples: int = Field(1, ge=1, description="How many answers to generate for the prompt.")
+    num_samples: Int = Field(1, ge=1, description="How many answers to generate for the prompt.")
 
 
 class EvalDataSource(StrictModel):
@@ -107,8 +107,8 @@ class GenerateConfig(StrictModel):
             "Prompts are truncated from the left to max_length - max_new_tokens tokens."
         ),
     )
-    batch_size: int = Field(8, ge=1, description="Prompts per generate() call (left-padded).")
-    seed: int = Field(42, description="Random seed (matters only with do_sample: true).")
+    batch_size: Int = Field(8, ge=1, description="Prompts per generate() call (left-padded).")
+    seed: Int = Field(42, description="Random seed (matters only with do_sample: true).")
     quant_conf: QuantizationConfig = Field(
         default=NoQuantizationConfig(), description="Quantization of the model weights, as in training."
     )

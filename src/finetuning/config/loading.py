@@ -6,6 +6,7 @@ error per run is tedious (and slow when a cluster job has to start to show the n
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -22,7 +23,7 @@ from finetuning.config.experiment import (
     KTOExperimentConfig,
     SFTExperimentConfig,
 )
-from finetuning.config.training_args import merge_alternatives
+from finetuning.config.training_args import clean_message, merge_alternatives, shown_input
 from finetuning.errors import UserError
 
 _SECRET_PARTS = ("api_key", "apikey", "password", "secret")
@@ -41,17 +42,47 @@ class ConfigError(UserError):
         return head + ":\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping; every failure is a `ConfigError`."""
-    path = Path(path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys: PyYAML keeps the last one silently, so a second `training_args:`
+    block would replace the first without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            with contextlib.suppress(TypeError):  # an unhashable key: the base class reports it
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first_line[key]})", key_node.start_mark
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a directory, not a config file"], path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"config file not found: {path}"], path) from None
     except OSError as exc:
-        raise ConfigError([f"cannot read config file {path}: {exc}"], path) from None
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror or exc}"], path) from None
     try:
-        data = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: invalid YAML at line {line}: not valid UTF-8"], path) from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping; every failure is a `ConfigError` naming the resolved absolute path."""
+    path = Path(path).expanduser().resolve()
+    text = _read_text(path)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
@@ -197,29 +228,52 @@ def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
         return f"unknown key; did you mean '{close[0]}'?" if close else "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "too_short":
+        ctx = err.get("ctx") or {}
+        return f"must list at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     if kind == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     elif kind == "assertion_error" and msg.startswith("Assertion failed, "):
         msg = msg[len("Assertion failed, ") :]
-    msg = msg.replace(", unable to interpret input", "")
-    if msg.startswith("Input should be "):
-        msg = "must be " + msg[len("Input should be ") :]
-    return msg
+    msg = re.sub(r" or instance of \w+$", "", msg)  # a class name means nothing to someone writing YAML
+    return clean_message(msg)
+
+
+def _one_of(choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+def _tag_problem(err: dict[str, Any], path: str) -> str | None:
+    """A wrong or missing `type:` of a data input (a discriminated union): name the key and the choices."""
+    ctx = err.get("ctx") or {}
+    if err["type"] not in ("union_tag_invalid", "union_tag_not_found"):
+        return None
+    key = str(ctx.get("discriminator", "")).strip("'")
+    where = f"{path}.{key}" if path else key
+    if err["type"] == "union_tag_not_found":
+        return f"{where}: required key is missing"
+    choices = [choice.strip() for choice in str(ctx.get("expected_tags", "")).split(",")]
+    given = err["input"].get(key) if isinstance(err["input"], dict) else ctx.get("tag")
+    return f"{where}: must be {_one_of(choices)}, got {'null' if given is None else repr(given)}"
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel], data: Any) -> list[str]:
     """One `dotted.path: message` line per problem, duplicates removed, in pydantic's order."""
     lines: list[str] = []
+    given: dict[str, str] = {}
     for err in exc.errors(include_url=False):
         ctx = err.get("ctx") or {}
         if err["type"] == "training_args" and isinstance(ctx.get("problems"), list):
-            new = [str(p) for p in ctx["problems"]]
-        else:
-            path, model = _walk(tuple(err["loc"]), root, data)
-            message = _message(err, model)
-            new = [f"{path}: {message}" if path else message]
-        lines.extend(new)
-    return merge_alternatives(lines)
+            lines.extend(str(p) for p in ctx["problems"])
+            continue
+        path, model = _walk(tuple(err["loc"]), root, data)
+        if (tag_problem := _tag_problem(err, path)) is not None:
+            lines.append(tag_problem)
+            continue
+        lines.append(f"{path}: {_message(err, model)}" if path else _message(err, model))
+        if (shown := shown_input(err, secret=_is_secret_key(path.rsplit(".", 1)[-1]))) is not None:
+            given[path] = shown
+    return merge_alternatives(lines, given)
 
 
 # --- resolved config ---------------------------------------------------------------------------------------------

@@ -10,16 +10,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import Float, StrictModel
 
 
 class Overrides(StrictModel):
     """Override options that give a simple interface for charts using these configs."""
 
-    num_train_epochs: float | None = Field(
+    num_train_epochs: Float | None = Field(
         None, gt=0, description="Overrides the number of epochs in the training_args"
     )
-    lr_multiplier: float = Field(1.0, gt=0, description="Multiplier applied to the learning rate in the training_args")
+    lr_multiplier: Float = Field(1.0, gt=0, description="Multiplier applied to the learning rate in the training_args")
     lr_batch_size_scaling: Literal["none", "sqrt", "linear"] = Field(
         "none",
         description=(

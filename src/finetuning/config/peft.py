@@ -111,11 +111,28 @@ class GenericPeftConfig(StrictModel):
             for p in problems
             if not p.startswith(("peft_conf.peft_kwargs.peft_type", "peft_conf.peft_kwargs.task_type"))
         ]
+        if not problems:
+            problems = self._rank_problems() + self._config_class_problems()
         if problems:
             raise PydanticCustomError(
                 "training_args", "{summary}", {"summary": "; ".join(problems), "problems": problems}
             )
         return self
+
+    def _rank_problems(self) -> list[str]:
+        """The adapter rank `r` (LoRA and its relatives) is checked by peft only while wrapping the loaded model."""
+        rank = self.peft_kwargs.get("r")
+        if isinstance(rank, int) and not isinstance(rank, bool) and rank < 1:
+            return [f"peft_conf.peft_kwargs.r: must be greater than or equal to 1, got {rank}"]
+        return []
+
+    def _config_class_problems(self) -> list[str]:
+        """What the peft config class itself refuses (e.g. LoRA `r: 0`), found now instead of after the model loads."""
+        try:
+            self.get_peft_config()
+        except (TypeError, ValueError) as error:
+            return [f"peft_conf.peft_kwargs: {error}"]
+        return []
 
     def get_peft_config(self) -> Any:
         """Build the `peft` config object (imports peft)."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import Float, StrictModel
 
 
 class NoQuantizationConfig(StrictModel):
@@ -27,7 +27,7 @@ class BnBQuantizationConfig(StrictModel):
     quantization_type: Literal["bits-and-bytes"] = Field("bits-and-bytes", description="Selects BitsAndBytes.")
     load_in_8bit: bool = Field(False, description="Load the model weights in 8 bit (LLM.int8).")
     load_in_4bit: bool = Field(False, description="Load the model weights in 4 bit (QLoRA style).")
-    llm_int8_threshold: float = Field(6.0, description="Outlier threshold for LLM.int8.")
+    llm_int8_threshold: Float = Field(6.0, description="Outlier threshold for LLM.int8.")
     llm_int8_skip_modules: list[str] | None = Field(None, description="Modules not to convert to 8 bit.")
     llm_int8_enable_fp32_cpu_offload: bool = Field(False, description="Keep offloaded parts in fp32 on the CPU.")
     llm_int8_has_fp16_weight: bool = Field(False, description="Keep fp16 main weights for LLM.int8.")
@@ -40,6 +40,9 @@ class BnBQuantizationConfig(StrictModel):
     def _one_bit_width(self) -> BnBQuantizationConfig:
         if self.load_in_4bit and self.load_in_8bit:
             raise ValueError("load_in_4bit and load_in_8bit are both true; choose one")
+        if not (self.load_in_4bit or self.load_in_8bit):
+            # BitsAndBytes then quantizes nothing, while the engine would still treat the model as quantized.
+            raise ValueError("bits-and-bytes needs load_in_4bit: true or load_in_8bit: true (or drop quant_conf)")
         return self
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from finetuning.config._base import DirectoryName, StrictModel
+from finetuning.config._base import DirectoryName, Int, StrictModel
 
 
 class SFTArguments(StrictModel):
     """Supervised fine-tuning arguments."""
 
-    max_seq_length: int = Field(
+    max_seq_length: Int = Field(
         2048, ge=1, description="Maximum length input sequence length. Longer sequences will be filtered out."
     )
     save_name_if_new_basemodel: DirectoryName = Field(

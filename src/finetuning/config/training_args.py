@@ -16,6 +16,7 @@ import difflib
 import enum
 import functools
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,8 +122,77 @@ def _enum_fields(dataclass_type: type) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def merge_alternatives(lines: list[str]) -> list[str]:
-    """Join `path: must be A` and `path: must be B` (one line per union member tried) into `must be A or B`."""
+@functools.lru_cache(maxsize=8)
+def _number_fields(dataclass_type: type) -> frozenset[str]:
+    """Fields typed int / float (possibly Optional): pydantic would read true / false there as 1 / 0."""
+    try:
+        hints = typing.get_type_hints(dataclass_type)
+    except Exception:
+        return frozenset()
+    names = set()
+    for name, annotation in hints.items():
+        members = [m for m in (typing.get_args(annotation) or (annotation,)) if m is not type(None)]
+        if members and all(member in (int, float) for member in members):
+            names.add(name)
+    return frozenset(names)
+
+
+# Values the trainer accepts (or rejects only once the model has loaded) that train nothing useful: (key, lowest
+# allowed, whether the lowest is itself allowed). Steps below 1 are fractions of the total steps in transformers.
+_RANGES: tuple[tuple[str, float, bool], ...] = (
+    ("learning_rate", 0, False),
+    ("warmup_steps", 0, True),
+    ("logging_steps", 0, False),
+    ("save_steps", 0, False),
+    ("eval_steps", 0, False),
+    ("max_length", 1, True),
+)
+
+
+@functools.lru_cache(maxsize=8)
+def documented_loss_types(dataclass_type: type) -> tuple[str, ...]:
+    """The `loss_type` values a TRL config documents (DPOConfig in the field's help, KTOConfig in the class
+    docstring); empty when it documents none. TRL keeps loss types as plain strings and rejects an unknown one only
+    in the middle of the first training step (DPO) or not at all (KTO trains with an undefined loss)."""
+    field_ = next((f for f in dataclasses.fields(dataclass_type) if f.name == "loss_type"), None)
+    if field_ is None:
+        return ()
+    found = re.findall(r"`'([\w-]+)'`", field_.metadata.get("help", ""))
+    if not found and "loss_type (" in (dataclass_type.__doc__ or ""):
+        section = re.split(r"\n\s*\w+ \(`", dataclass_type.__doc__.split("loss_type (", 1)[1], maxsplit=1)[0]
+        found = re.findall(r'`"([\w-]+)"`', section)
+    return tuple(dict.fromkeys(found))
+
+
+def loss_type_problems(args: dict[str, Any], dataclass_type: type) -> list[str]:
+    value = args.get("loss_type")
+    choices = documented_loss_types(dataclass_type)
+    if value is None or not choices:
+        return []
+    problems = []
+    for item in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+        if item not in choices:
+            hint = _suggest(str(item), choices) or f"; expected one of {', '.join(choices)}"
+            problems.append(f"training_args.loss_type: unknown value {item!r}{hint}")
+    return problems
+
+
+def range_problems(args: dict[str, Any], prefix: str = "training_args") -> list[str]:
+    """`prefix.key: must be ...` for each number outside its sensible range (see `_RANGES`)."""
+    problems = []
+    for key, lowest, inclusive in _RANGES:
+        value = args.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if value < lowest or (value == lowest and not inclusive):
+            bound = "greater than or equal to" if inclusive else "greater than"
+            problems.append(f"{prefix}.{key}: must be {bound} {lowest}, got {value}")
+    return problems
+
+
+def merge_alternatives(lines: list[str], given: dict[str, str] | None = None) -> list[str]:
+    """Join `path: must be A` and `path: must be B` (one line per union member tried) into `must be A or B`;
+    `given` (path → the value shown) then ends such a line with `, got VALUE`, once."""
     merged: dict[str, list[str]] = {}
     order: list[str] = []
     for line in lines:
@@ -133,7 +203,43 @@ def merge_alternatives(lines: list[str]) -> list[str]:
             order.append(key)
         if sep and message not in merged[key]:
             merged[key].append(message)
-    return [f"{key}: must be {' or '.join(merged[key])}" if merged[key] else key for key in order]
+    given = given or {}
+    return [
+        f"{key}: must be {' or '.join(merged[key])}" + (f", got {given[key]}" if key in given else "")
+        if merged[key]
+        else key
+        for key in order
+    ]
+
+
+# pydantic's explanations of a failed parse; the value given is shown instead (see `shown_input`).
+PARSER_NOISE = (
+    ", unable to interpret input",
+    ", unable to parse string as an integer",
+    ", unable to parse string as a number",
+    ", got a number with a fractional part",
+)
+# Errors where the value given helps ("must be a valid integer, got 'eight'"); range errors quote the bound instead.
+_SHOWS_INPUT = ("literal_error", "int_from_float", "enum", "model_type", "dict_type")
+
+
+def shown_input(err: dict[str, Any], secret: bool = False) -> str | None:
+    """The value of a type error as the user wrote it (YAML spelling), or None when it would not help."""
+    kind, value = err["type"], err.get("input")
+    if secret or not (kind.endswith(("_parsing", "_type")) or kind in _SHOWS_INPUT):
+        return None
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    if not isinstance(value, (str, int, float)):
+        return None
+    return repr(value) if len(repr(value)) <= 60 else None
+
+
+def clean_message(msg: str) -> str:
+    """pydantic's wording → ours: `must be ...`, without the parser's explanations."""
+    for noise in PARSER_NOISE:
+        msg = msg.replace(noise, "")
+    return "must be " + msg[len("Input should be ") :] if msg.startswith("Input should be ") else msg
 
 
 def _suggest(key: str, names: typing.Iterable[str]) -> str:
@@ -143,8 +249,7 @@ def _suggest(key: str, names: typing.Iterable[str]) -> str:
 
 def _format_type_error(err: dict[str, Any], prefix: str) -> str:
     # loc[0] is the key; deeper parts are union member names or list indices, not useful to the user.
-    key = err["loc"][0]
-    return f"{prefix}.{key}: {err['msg'].replace('Input should be ', 'must be ')}"
+    return f"{prefix}.{err['loc'][0]}: {clean_message(err['msg'])}"
 
 
 # YAML 1.1 reads an unquoted `no` as false; for these keys the user meant the strategy "no".
@@ -157,6 +262,9 @@ def check_dataclass_kwargs(args: dict[str, Any], dataclass_type: type, prefix: s
     valid = {f.name for f in _init_fields(dataclass_type)}
     problems = [f"{prefix}.{key}: unknown key{_suggest(str(key), valid)}" for key in args if key not in valid]
     known = {key: value for key, value in args.items() if key in valid}
+    numbers = _number_fields(dataclass_type)
+    for key in [key for key, value in known.items() if isinstance(value, bool) and key in numbers]:
+        problems.append(f"{prefix}.{key}: must be a number, got {str(known.pop(key)).lower()}")
     for key, choices in _enum_fields(dataclass_type).items():
         value = known.get(key)
         if isinstance(value, str) and value not in choices:
@@ -165,7 +273,9 @@ def check_dataclass_kwargs(args: dict[str, Any], dataclass_type: type, prefix: s
     try:
         checked = _type_checker(dataclass_type).model_validate(known)
     except ValidationError as exc:
-        problems.extend(merge_alternatives([_format_type_error(err, prefix) for err in exc.errors()]))
+        errors = exc.errors()
+        given = {f"{prefix}.{err['loc'][0]}": shown for err in errors if (shown := shown_input(err)) is not None}
+        problems.extend(merge_alternatives([_format_type_error(err, prefix) for err in errors], given))
     else:
         for key, value in known.items():
             coerced = getattr(checked, key)
@@ -261,6 +371,8 @@ def process_training_args(args: dict[str, Any], dataclass_type: type) -> Trainin
             args[key] = "no"
 
     problems.extend(check_dataclass_kwargs(args, dataclass_type, "training_args"))
+    problems.extend(range_problems(args))
+    problems.extend(loss_type_problems(args, dataclass_type))
     for key in [k for k in args if k not in valid]:
         args.pop(key)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 
 from .mixing import auto_split, concatenate, longest_first, weighted_mix
-from .readers import read_all
+from .readers import DataError, read_all
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,14 @@ class DataReport:
     trained_tokens: int = 0
 
 
-def read_input(data_input, row_problem: Callable[[dict], str | None], columns: tuple[str, ...]) -> list[Dataset]:
+def _path_keys(data_input, where: str | None) -> list[str] | None:
+    """`data_conf.training_data.datasets[0].path`, ... for the files of a data input (`where` is its config key)."""
+    return [f"{where}.datasets[{index}].path" for index in range(len(data_input.datasets))] if where else None
+
+
+def read_input(
+    data_input, row_problem: Callable[[dict], str | None], columns: tuple[str, ...], where: str | None = None
+) -> list[Dataset]:
     """Validate and load every file of a data input, one dataset per file.
 
     Only `columns` are kept: optional metadata keys differ between files and would block concatenation.
@@ -38,7 +45,7 @@ def read_input(data_input, row_problem: Callable[[dict], str | None], columns: t
     paths = [dataset.path for dataset in data_input.datasets]
     return [
         Dataset.from_dict({column: [row.get(column) for row in rows] for column in columns})
-        for rows in read_all(paths, row_problem)
+        for rows in read_all(paths, row_problem, _path_keys(data_input, where))
     ]
 
 
@@ -56,12 +63,18 @@ def combine(data_input, parts: list[Dataset]) -> Dataset:
 
 def validate_inputs(data_conf, row_problem: Callable[[dict], str | None]) -> int:
     """Read and check every file the config names; raises DataError listing all problems; returns the file count."""
-    inputs = [data_conf.training_data]
-    if data_conf.validation_data.type == "CONCATENATION":
-        inputs.append(data_conf.validation_data)
-    paths = [dataset.path for data_input in inputs for dataset in data_input.datasets]
-    read_all(paths, row_problem)
+    inputs = _listed_inputs(data_conf)
+    paths = [dataset.path for _, data_input in inputs for dataset in data_input.datasets]
+    read_all(paths, row_problem, [key for where, data_input in inputs for key in _path_keys(data_input, where)])
     return len(paths)
+
+
+def _listed_inputs(data_conf) -> list[tuple[str, object]]:
+    """(config key, data input) of each data input that names files."""
+    inputs = [("data_conf.training_data", data_conf.training_data)]
+    if data_conf.validation_data.type == "CONCATENATION":
+        inputs.append(("data_conf.validation_data", data_conf.validation_data))
+    return inputs
 
 
 def drop_too_long(dataset: Dataset, max_length: int, what: str, report: DataReport, setting: str) -> Dataset:
@@ -78,23 +91,44 @@ def drop_too_long(dataset: Dataset, max_length: int, what: str, report: DataRepo
             setting,
             max_length,
         )
+    if dropped and not len(kept):  # training (or evaluating) on nothing is never what was meant
+        raise DataError(
+            f"{setting}: all {dropped} {what} examples are longer than {max_length} tokens, so none is left; "
+            f"raise {setting} or shorten the examples"
+        )
     return kept
 
 
 def prepare_splits(
     data_conf,
-    read: Callable[[object], list[Dataset]],
+    read: Callable[[object, str], list[Dataset]],
     process: Callable[[Dataset, str], Dataset],
 ) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets in the Silogen order: read → mix → process (tokenise, drop too long) →
-    AUTO_SPLIT, so the split ratio applies to usable examples; validation sorted longest-first (OOM shows at once)."""
-    train = process(combine(data_conf.training_data, read(data_conf.training_data)), "training")
+    AUTO_SPLIT, so the split ratio applies to usable examples; validation sorted longest-first (OOM shows at once).
+
+    Every file is read (and checked) before any is processed, so bad training and validation data show together."""
     validation_conf = data_conf.validation_data
+    training_parts, *validation_parts = _read_each(read, _listed_inputs(data_conf))
+    train = process(combine(data_conf.training_data, training_parts), "training")
     evaluation = None
     if validation_conf.type == "AUTO_SPLIT":
         train, evaluation = auto_split(train, validation_conf.ratio, validation_conf.seed)
-    elif validation_conf.type == "CONCATENATION":
-        evaluation = process(concatenate(read(validation_conf)), "validation")
+    elif validation_parts:
+        evaluation = process(concatenate(validation_parts[0]), "validation")
     if evaluation is not None and "length" in evaluation.column_names:  # untokenised data (KTO) stays as it is
         evaluation = longest_first(evaluation)
     return train, evaluation
+
+
+def _read_each(read: Callable[[object, str], list[Dataset]], inputs: list[tuple[str, object]]) -> list[list[Dataset]]:
+    """`read` of every (config key, data input); the problems of all of them in one DataError."""
+    results, problems = [], []
+    for where, data_input in inputs:
+        try:
+            results.append(read(data_input, where))
+        except DataError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise DataError(problems)
+    return results

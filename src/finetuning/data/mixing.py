@@ -39,7 +39,9 @@ def weighted_mix(parts: list[Dataset], weights: list[float], seed: int) -> Datas
 def auto_split(dataset: Dataset, ratio: float, seed: int) -> tuple[Dataset, Dataset]:
     """Split off `ratio` of the examples for validation (HF `train_test_split`, seeded)."""
     if len(dataset) < 2:
-        raise DataError(f"AUTO_SPLIT needs at least 2 examples, the training data has {len(dataset)}")
+        raise DataError(
+            f"data_conf.validation_data: AUTO_SPLIT needs at least 2 training examples to split, there are {len(dataset)}"
+        )
     split = dataset.train_test_split(test_size=ratio, seed=seed)
     return split["train"], split["test"]
 

@@ -8,12 +8,14 @@ exactly as TRL does, so DPO sees the same ids an SFT model was trained and is se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from datasets import Dataset
 from trl.data_utils import common_prefix_length
 
 from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
 from .readers import check_messages
-from .templates import TemplateError, render
+from .templates import TemplateError, get_template, render, role_order_problem, template_refusal
 
 PAIR_KEYS = ("prompt_messages", "chosen_messages", "rejected_messages")
 UNPAIRED_KEYS = ("prompt_messages", "completion_messages", "label")
@@ -31,9 +33,12 @@ def dpo_row_problem(row: dict) -> str | None:
     missing = [key for key in PAIR_KEYS if key not in row]
     if missing:
         return f"missing {missing} (a DPO row has {', '.join(PAIR_KEYS)}; keys found: {sorted(row)})"
-    return check_messages(row["prompt_messages"], "prompt_messages") or next(
+    problem = check_messages(row["prompt_messages"], "prompt_messages") or next(
         (p for key in PAIR_KEYS[1:] if (p := _completion_problem(row[key], key))), None
     )
+    if problem is None and row["chosen_messages"] == row["rejected_messages"]:
+        return "'chosen_messages' and 'rejected_messages' are identical, so the pair prefers nothing"
+    return problem
 
 
 def kto_row_problem(row: dict) -> str | None:
@@ -48,6 +53,36 @@ def kto_row_problem(row: dict) -> str | None:
     return check_messages(row["prompt_messages"], "prompt_messages") or _completion_problem(
         row["completion_messages"], "completion_messages"
     )
+
+
+def _completions(row: dict) -> list[tuple[str, list[dict]]]:
+    keys = ("chosen_messages", "rejected_messages") if "chosen_messages" in row else ("completion_messages",)
+    return [(key, row[key]) for key in keys]
+
+
+def preference_row_checker(method: str, data_conf, tokenizer=None) -> Callable[[dict], str | None]:
+    """The row's shape (DPO pair or KTO example), then the role order its chat template needs: the prompt ends with
+    a user turn that each completion answers. Given the tokenizer, also what its own template (keep-original)
+    refuses. Each problem is found here, where it can name the file and line."""
+    shape = row_schema(method)[0]
+    template = get_template(data_conf.chat_template_name)
+    refusal = template_refusal(tokenizer) if tokenizer is not None and template.jinja is None else None
+
+    def order_problem(prompt: list[dict], key: str, completion: list[dict]) -> str | None:
+        if template.alternating and prompt[-1]["role"] != "user":
+            return f"'prompt_messages' must end with a user message for the {template.name!r} chat template"
+        problem = role_order_problem(prompt, template, "prompt_messages") or role_order_problem(
+            completion, template, key, first="assistant"
+        )
+        return problem or (refusal(prompt + completion) if refusal else None)
+
+    def problem(row: dict) -> str | None:
+        if found := shape(row):
+            return found
+        completions = _completions(row)
+        return next((p for key, c in completions if (p := order_problem(row["prompt_messages"], key, c))), None)
+
+    return problem
 
 
 def split_prompt(prompt_messages: list[dict], completion_messages: list[dict], tokenizer) -> tuple[str, str]:
@@ -119,8 +154,9 @@ def build_dpo_datasets(
         )
         return tokenized if max_length is None else drop_too_long(tokenized, max_length, what, report, SETTING)
 
+    row_problem = preference_row_checker("dpo", data_conf, tokenizer)
     train, evaluation = prepare_splits(
-        data_conf, lambda data_input: read_input(data_input, dpo_row_problem, PAIR_KEYS), process
+        data_conf, lambda data_input, where: read_input(data_input, row_problem, PAIR_KEYS, where), process
     )
     _fill_report(report, train, evaluation, ("chosen_ids", "rejected_ids"))
     return train.remove_columns("length"), None if evaluation is None else evaluation.remove_columns("length"), report
@@ -159,8 +195,9 @@ def build_kto_datasets(data_conf, tokenizer, seed: int) -> tuple[Dataset, Datase
             split_prompt(example["prompt"], example["completion"], tokenizer)  # fail early on an unusable template
         return examples
 
+    row_problem = preference_row_checker("kto", data_conf, tokenizer)
     train, evaluation = prepare_splits(
-        data_conf, lambda data_input: read_input(data_input, kto_row_problem, KTO_COLUMNS), process
+        data_conf, lambda data_input, where: read_input(data_input, row_problem, KTO_COLUMNS, where), process
     )
     report.train_examples, report.eval_examples = len(train), 0 if evaluation is None else len(evaluation)
     return train, evaluation, report
@@ -179,4 +216,4 @@ def row_schema(method: str):
 
 
 def validate_preference_data(data_conf, method: str) -> int:
-    return validate_inputs(data_conf, row_schema(method)[0])
+    return validate_inputs(data_conf, preference_row_checker(method, data_conf))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UserError
 
 ROLES = ("system", "user", "assistant")
+# Roles whose text must not be empty: an empty turn trains the model to answer nothing (or to nothing).
+ROLES_WITH_TEXT = ("user", "assistant")
 MAX_REPORTED_PROBLEMS = 20
 
 
@@ -21,21 +24,41 @@ def resolve_data_path(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type (what the user wrote), not Python's."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _did_you_mean(value, choices) -> str:
+    close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6) if isinstance(value, str) else []
+    return f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+
+
+def message_problem(message, where: str) -> str | None:
+    """A problem with one {role, content} message, or None."""
+    if not isinstance(message, dict):
+        return f"{where} must be an object with 'role' and 'content'"
+    unknown = set(message) - {"role", "content"}
+    if unknown:
+        return f"{where} has unknown keys {sorted(unknown)}; a message has only 'role' and 'content'"
+    role = message.get("role")
+    if role not in ROLES:
+        return f"{where}.role is {role!r}{_did_you_mean(role, ROLES)}"
+    if not isinstance(message.get("content"), str):
+        return f"{where}.content must be a string, got {json_type(message.get('content'))}"
+    if role in ROLES_WITH_TEXT and not message["content"].strip():
+        return f"{where}.content is empty; {role} messages need text"
+    return None
+
+
 def check_messages(messages, field: str, require_assistant: bool = False) -> str | None:
     """Return a problem description for a malformed message list, or None."""
     if not isinstance(messages, list) or not messages:
         return f"'{field}' must be a non-empty list of {{role, content}} messages"
     for index, message in enumerate(messages):
-        where = f"{field}[{index}]"
-        if not isinstance(message, dict):
-            return f"{where} must be an object with 'role' and 'content'"
-        unknown = set(message) - {"role", "content"}
-        if unknown:
-            return f"{where} has unknown keys {sorted(unknown)}; a message has only 'role' and 'content'"
-        if message.get("role") not in ROLES:
-            return f"{where}.role is {message.get('role')!r}; expected one of {', '.join(ROLES)}"
-        if not isinstance(message.get("content"), str):
-            return f"{where}.content must be a string"
+        if problem := message_problem(message, f"{field}[{index}]"):
+            return problem
     if require_assistant and not any(m["role"] == "assistant" for m in messages):
         return f"'{field}' has no assistant message, so there is nothing to train on"
     return None
@@ -47,45 +70,133 @@ def sft_row_problem(row: dict, require_assistant: bool = False) -> str | None:
     return check_messages(row["messages"], "messages", require_assistant)
 
 
-def _iter_json_rows(path: Path):
-    """Yield (line number, parsed value or exception) for a JSONL file, or for a JSON array file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        before = path.read_bytes()[: error.start]
-        column = error.start - (before.rfind(b"\n") + 1) + 1
-        yield before.count(b"\n") + 1, ValueError(f"not valid UTF-8 (byte {column} of the line)")
+class _Lines:
+    """Line numbers of increasing positions in a text, counted incrementally (a large array stays linear)."""
+
+    def __init__(self, text: str):
+        self.text, self.position, self.line = text, 0, 1
+
+    def at(self, position: int) -> int:
+        self.line += self.text.count("\n", self.position, position)
+        self.position = position
+        return self.line
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _iter_json_array(text: str) -> Iterator[tuple[int, object]]:
+    """Elements of a JSON array file, each with the line it starts on, so problems point at the right line."""
+    decoder, lines = json.JSONDecoder(), _Lines(text)
+    position = _skip_space(text, text.index("[") + 1)
+    if text.startswith("]", position):
         return
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield error.lineno, ValueError(f"invalid JSON: {error.msg}")
+    while True:
+        if position >= len(text):
+            yield lines.at(len(text.rstrip())), ValueError("invalid JSON: the array is never closed with ']'")
             return
-        for index, row in enumerate(rows):
-            yield index + 1, row  # for a JSON array, "line" is the element number
-        return
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            yield error.lineno, ValueError(f"invalid JSON: {error.msg} (column {error.colno})")
+            return
+        yield lines.at(position), value
+        position = _skip_space(text, end)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
+        elif text.startswith("]", position):
+            extra = _skip_space(text, position + 1)
+            if extra < len(text):
+                yield lines.at(extra), ValueError("invalid JSON: extra data after the closing ']' of the array")
+            return
+        elif position < len(text):
+            yield lines.at(position), ValueError("invalid JSON: expected ',' or ']' after an array element")
+            return
+
+
+def _iter_json_lines(text: str) -> Iterator[tuple[int, object]]:
+    first = True
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as error:
+            if first and _is_one_json_object(text):
+                yield (
+                    number,
+                    ValueError(
+                        "the file is one JSON object spread over several lines; write one object per line (JSONL), "
+                        "or a JSON array of objects"
+                    ),
+                )
+                return
             yield number, ValueError(f"invalid JSON: {error.msg} (column {error.colno})")
+        first = False
 
 
-def read_rows(path_str: str, row_problem: Callable[[dict], str | None]) -> list[dict]:
+def _is_one_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text; a leading byte order mark (as Windows editors write it) is dropped, a bad byte names its line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        line, column = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1
+        raise DataError([f"{path}:{line}: not valid UTF-8 (byte {column} of the line)"]) from None
+
+
+def _iter_json_rows(text: str) -> Iterator[tuple[int, object]]:
+    """Yield (line number, parsed value or exception) for a JSONL file, or for a JSON array file."""
+    if text.lstrip().startswith("["):
+        yield from _iter_json_array(text)
+    else:
+        yield from _iter_json_lines(text)
+
+
+def _file_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return f"{path}: is a directory; a dataset path names a JSONL file"
+    if not path.is_file():
+        return f"{path}: file not found"
+    return None
+
+
+def _read_text(path: Path, key: str | None) -> str:
+    """The file's text. A file that cannot be used at all is one problem naming it, and the config key that named
+    it when the caller knows it (`data_conf.training_data.datasets[0].path`)."""
+    problem, data = _file_problem(path), b""
+    if problem is None:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            problem = f"{path}: cannot read the file: {error.strerror or error}"
+    if problem is None and not data:
+        problem = f"{path}: no rows: the file is empty (0 bytes)"
+    if problem is not None:
+        raise DataError([f"{key}: {problem}" if key else problem])
+    return _decode(path, data)
+
+
+def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None) -> list[dict]:
     """Read every row of one data file; raise DataError listing each bad row with its line number."""
     path = resolve_data_path(path_str)
-    if not path.is_file():
-        raise DataError([f"{path}: file not found"])
+    text = _read_text(path, key)
     rows, problems = [], []
-    for line, value in _iter_json_rows(path):
+    for line, value in _iter_json_rows(text):
         if isinstance(value, Exception):
             problems.append(f"{path}:{line}: {value}")
         elif not isinstance(value, dict):
-            problems.append(f"{path}:{line}: each row must be a JSON object, got {type(value).__name__}")
+            problems.append(f"{path}:{line}: each row must be a JSON object, got {json_type(value)}")
         elif (problem := row_problem(value)) is not None:
             problems.append(f"{path}:{line}: {problem}")
         else:
@@ -94,18 +205,22 @@ def read_rows(path_str: str, row_problem: Callable[[dict], str | None]) -> list[
             problems.append(f"{path}: stopped after {MAX_REPORTED_PROBLEMS} problems")
             break
     if not problems and not rows:
-        problems.append(f"{path}: no rows (the file is empty)")
+        what = "an empty JSON array" if text.lstrip().startswith("[") else "only blank lines"
+        problems.append(f"{path}: no rows: the file holds {what}")
     if problems:
         raise DataError(problems)
     return rows
 
 
-def read_all(paths: list[str], row_problem: Callable[[dict], str | None]) -> list[list[dict]]:
-    """Read several files, collecting the problems of all of them before failing."""
+def read_all(
+    paths: list[str], row_problem: Callable[[dict], str | None], keys: list[str] | None = None
+) -> list[list[dict]]:
+    """Read several files, collecting the problems of all of them before failing; `keys` are the config keys that
+    name the files, for problems with a whole file."""
     results, problems = [], []
-    for path in paths:
+    for path, key in zip(paths, keys or [None] * len(paths), strict=True):
         try:
-            results.append(read_rows(path, row_problem))
+            results.append(read_rows(path, row_problem, key))
         except DataError as error:
             problems.extend(error.problems)
     if problems:

@@ -7,29 +7,38 @@ ratio applies to the examples that are actually usable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from datasets import Dataset
 
 from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
-from .readers import DataError, sft_row_problem
-from .templates import Markers
+from .readers import sft_row_problem
+from .templates import Markers, get_template, role_order_problem, template_refusal
 from .tokenize import tokenize_batch
 
 logger = logging.getLogger(__name__)
 SETTING = "sft_args.max_seq_length"
 
 
-def _row_checker(require_assistant: bool):
-    return lambda row: sft_row_problem(row, require_assistant)
+def sft_row_checker(data_conf, require_assistant: bool, tokenizer=None) -> Callable[[dict], str | None]:
+    """The row's shape, then the role order its chat template needs; given the tokenizer, also what the tokenizer's
+    own template (keep-original) refuses. Each problem is found here, where it can name the file and line."""
+    template = get_template(data_conf.chat_template_name)
+    refusal = template_refusal(tokenizer) if tokenizer is not None and template.jinja is None else None
 
+    def problem(row: dict) -> str | None:
+        return (
+            sft_row_problem(row, require_assistant)
+            or role_order_problem(row["messages"], template)
+            or (refusal(row["messages"]) if refusal else None)
+        )
 
-def read_sft_inputs(data_input, require_assistant: bool) -> list[Dataset]:
-    return read_input(data_input, _row_checker(require_assistant), ("messages",))
+    return problem
 
 
 def validate_sft_data(data_conf, require_assistant: bool) -> int:
     """Read and check every file the config names (for `finetuning validate`); raises DataError."""
-    return validate_inputs(data_conf, _row_checker(require_assistant))
+    return validate_inputs(data_conf, sft_row_checker(data_conf, require_assistant))
 
 
 def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: int | None, what: str) -> Dataset:
@@ -54,8 +63,9 @@ def build_sft_datasets(
         tokenized = _tokenize(dataset, tokenizer, markers, num_proc, what)
         return drop_too_long(tokenized, sft_args.max_seq_length, what, report, SETTING)
 
+    row_problem = sft_row_checker(data_conf, completions_only, tokenizer)
     train, evaluation = prepare_splits(
-        data_conf, lambda data_input: read_sft_inputs(data_input, completions_only), process
+        data_conf, lambda data_input, where: read_input(data_input, row_problem, ("messages",), where), process
     )
 
     if completions_only:
@@ -70,10 +80,6 @@ def build_sft_datasets(
     report.eval_examples = 0 if evaluation is None else len(evaluation)
     report.train_tokens = sum(train["length"])
     report.trained_tokens = sum(sum(1 for label in labels if label != -100) for labels in train["labels"])
-    if report.train_examples == 0:
-        raise DataError(
-            [f"no training examples left after dropping those longer than {sft_args.max_seq_length} tokens"]
-        )
     train = train.remove_columns("assistant_turns")
     if evaluation is not None:
         evaluation = evaluation.remove_columns("assistant_turns")

@@ -7,6 +7,7 @@ as the inference stop token), and the special tokens the tokenizer must know (vo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -25,6 +26,9 @@ class ChatTemplate:
     assistant_start: str | None
     assistant_end: str | None
     added_special_tokens: tuple[str, ...] = ()
+    # Assistant turns without a role marker of their own: user and assistant turns must alternate (see
+    # `role_order_problem`), or the rendered text says something else than the data.
+    alternating: bool = False
 
 
 EOS = "\x00EOS\x00"  # placeholder for "the tokenizer's eos token" in marker definitions
@@ -41,6 +45,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
         ),
         assistant_start="[/INST]",
         assistant_end=EOS,
+        alternating=True,
     ),
     "chat-ml": ChatTemplate(
         name="chat-ml",
@@ -93,6 +98,14 @@ class TemplateError(UserError):
     """A template cannot be used with this tokenizer (user error, reported without a traceback)."""
 
 
+class TemplateRefusal(TemplateError):
+    """The chat template refused to render a conversation; `refusal` is the template's own words."""
+
+    def __init__(self, refusal: str):
+        super().__init__(f"data_conf.chat_template_name: the chat template refuses a conversation: {refusal}")
+        self.refusal = refusal
+
+
 def get_template(name: str) -> ChatTemplate:
     try:
         return TEMPLATES[name]
@@ -135,6 +148,61 @@ def resolve_markers(template: ChatTemplate, tokenizer) -> Markers:
     return Markers(start, end)
 
 
+def role_order_problem(
+    messages: list[dict], template: ChatTemplate, field: str = "messages", first: str = "user"
+) -> str | None:
+    """A role order that an `alternating` template cannot render faithfully, or None.
+
+    mistral-with-system writes an assistant turn as bare text after `[/INST]`: a second user turn in a row would be
+    trained on as if the assistant had said it, and a second assistant turn would not be trained on at all. So after
+    one optional leading system message, turns alternate user/assistant starting with `first`.
+    """
+    if not template.alternating:
+        return None
+    expected = first
+    for index, message in enumerate(messages):
+        role = message["role"]
+        if role == "system" and index == 0 and first == "user":
+            continue
+        if role != expected:
+            return (
+                f"{field}[{index}] has role {role!r} where {expected!r} must come: the {template.name!r} chat "
+                "template needs user and assistant turns to alternate (one system message may come first)"
+            )
+        expected = "assistant" if role == "user" else "user"
+    return None
+
+
+def template_refusal(tokenizer) -> Callable[[list[dict]], str | None]:
+    """For a tokenizer's own template (keep-original): the problem with a conversation's role order, or None.
+
+    Many model templates refuse some role orders (e.g. "Conversation roles must alternate"). That refusal should name
+    the data line, not surface while tokenising; templates refuse by role order, so each distinct order is rendered
+    once, with placeholder text.
+    """
+    verdicts: dict[tuple[str, ...], str | None] = {}
+
+    def problem(messages: list[dict]) -> str | None:
+        roles = tuple(message["role"] for message in messages)
+        if roles not in verdicts:
+            try:
+                render([{"role": role, "content": "text"} for role in roles], tokenizer)
+                verdicts[roles] = None
+            except TemplateRefusal as error:
+                verdicts[roles] = f"the chat template refuses the roles {list(roles)}: {error.refusal}"
+        return verdicts[roles]
+
+    return problem
+
+
 def render(messages: list[dict], tokenizer, add_generation_prompt: bool = False) -> str:
-    """Render a conversation with the chat template installed on the tokenizer (see `model.tokenizer`)."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    """Render a conversation with the chat template installed on the tokenizer (see `model.tokenizer`).
+
+    A template that refuses the conversation (`raise_exception` in its Jinja text) is a user error, not a traceback.
+    """
+    import jinja2
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except jinja2.TemplateError as error:
+        raise TemplateRefusal(str(error)) from None
