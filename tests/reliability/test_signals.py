@@ -76,3 +76,11 @@ def test_external_sigterm_with_saving_disabled_still_checkpoints(tmp_path, tiny_
     step = json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"]
     assert f"Training stopped by SIGTERM at step {step} of 100000." in stdout
     assert "To resume, set run_conf.resume_from_checkpoint: auto (or the checkpoint path) and run:" in stdout
+
+
+def test_ctrl_c_before_training_exits_130_without_a_traceback(tmp_path, tiny_model_dir):
+    """Nothing to save yet (the model is loading): stop at once, say so, no traceback."""
+    interrupted = run_with_faults(resumable_config(tmp_path, tiny_model_dir), "load:1:INT")
+    assert interrupted.returncode == 130
+    assert interrupted.stderr.rstrip().endswith("interrupted") and "Traceback" not in interrupted.stderr
+    assert step_checkpoints(tmp_path / "out") == []
