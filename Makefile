@@ -37,6 +37,7 @@ docs: setup
 
 bench: setup
 	$(PY) bench/sft_vs_trl.py
+	$(PY) bench/checkpoint_save.py
 
 clean:
 	rm -rf demo_output checkpoints logs .pytest_cache

@@ -90,19 +90,20 @@ def resolve_resume(setting: bool | str, output_dir: str) -> str | None:
 
 
 def _fsync_tree(directory: Path) -> None:
-    """Flush every file and the directory entries, so a rename never publishes data still only in memory."""
-    for path in sorted(directory.rglob("*"), reverse=True):
-        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-        descriptor = os.open(path, flags)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    _fsync_directory(directory)
+    """Flush every file and the directory entries, so a rename never publishes data still only in memory (a node
+    that crashes after the rename would otherwise leave a complete-looking checkpoint of truncated files). Files are
+    flushed in parallel: fsync releases the GIL, and storage takes concurrent flushes faster than serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted(directory.rglob("*"), reverse=True)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_fsync_path, [path for path in paths if not path.is_dir()]))
+    for path in [path for path in paths if path.is_dir()] + [directory]:
+        _fsync_path(path)
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
     try:
         os.fsync(descriptor)
     finally:
@@ -123,7 +124,7 @@ def publish(staged: Path, final: Path) -> None:
     if final.exists():  # the same step saved again (e.g. stopped on a save step): replace the old copy
         remove_directory(final)
     os.replace(staged, final)
-    _fsync_directory(final.parent)
+    _fsync_path(final.parent)
 
 
 def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
