@@ -57,7 +57,11 @@ class ModelArguments(StrictModel):
     code_revision: str = Field("main", description="Revision of remote code, with trust_remote_code.")
     subfolder: str | None = Field(None, description="Subfolder of the model repository.")
     token: str | None = Field(None, description="Hugging Face access token (masked in saved configs).")
-    use_safetensors: bool | None = Field(None, description="Force or forbid safetensors weights.")
+    use_safetensors: bool | None = Field(
+        None,
+        description="Unset or true: load safetensors weights only (a pickle-only model is refused before loading). "
+        "false: also allow pickle weights (pytorch_model.bin), which can run code when loaded.",
+    )
     variant: str | None = Field(None, description="Weights variant, e.g. fp16.")
     trust_remote_code: bool = Field(
         False, description="Warning: if set to `True`, allows execution of downloaded remote code"
