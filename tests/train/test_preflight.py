@@ -344,8 +344,13 @@ def test_real_checkpoint_is_compatible_with_its_own_config(tmp_path, lora_checkp
     checkpoint, document = lora_checkpoint
     cfg, plan = load(tmp_path, document)
     assert json.loads((checkpoint / "trainer_state.json").read_text())["train_batch_size"] == 8  # per device
-    record = json.loads((checkpoint / "finetuning_batch.json").read_text())  # written with every checkpoint
-    assert record == {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "world_size": 1}
+    record = json.loads((checkpoint / "finetuning_resume.json").read_text())  # written with every checkpoint
+    assert record == {
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "world_size": 1,
+        "data_fingerprint": preflight.recipe_data_fingerprint(cfg),
+    }
     assert check_resume_target(cfg, plan, str(checkpoint)) == []
     run_preflight(cfg, plan, str(checkpoint))
 
@@ -388,3 +393,30 @@ def test_plan_from_batch_size_module_is_what_preflight_compares(tmp_path, tiny_m
     checkpoint = fake_checkpoint(tmp_path, None, {"train_batch_size": 2})
     cfg, _ = load(tmp_path, sft_config(tmp_path, tiny_model_dir))
     assert check_resume_target(cfg, BatchPlan(2, 4, 2), str(checkpoint)) == []
+
+
+def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir):
+    """The restored data position only means something in the same examples, in the same order."""
+    from finetuning.cli import main
+
+    data = tmp_path / "data.jsonl"
+    shutil.copy(REPO / "examples" / "data" / "facts.jsonl", data)
+    document = sft_config(
+        tmp_path,
+        tiny_model_dir,
+        data=data,
+        peft_conf=LORA,
+        training_args={"max_steps": 1, "save_strategy": "steps", "save_steps": 1},
+    )
+    assert main(["sft", str(write_yaml(tmp_path / "c.yaml", document))]) == 0
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    cfg, plan = load(tmp_path, document)
+    assert check_resume_target(cfg, plan, str(checkpoint)) == []
+
+    cfg, plan = load(tmp_path, deep_update(document, {"sft_args": {"max_seq_length": 128}}))
+    [problem] = check_resume_target(cfg, plan, str(checkpoint))
+    assert "the data files or data settings (data_conf, max_seq_length) changed since this checkpoint" in problem
+    with data.open("a") as handle:
+        handle.write(data.read_text().splitlines()[0] + "\n")
+    cfg, plan = load(tmp_path, document)
+    assert len(check_resume_target(cfg, plan, str(checkpoint))) == 1

@@ -69,6 +69,25 @@ def validate_inputs(data_conf, row_problem: Callable[[dict], str | None]) -> int
     return len(paths)
 
 
+def data_fingerprint(data_conf, settings: dict) -> str:
+    """A digest of everything that decides which example comes at which position: the bytes of every data file and
+    the data settings (mixing, split, template, `settings` such as max_seq_length). A checkpoint stores it, so a
+    resume onto changed data is refused instead of continuing at a position in other examples."""
+    import hashlib
+    import json
+
+    from .readers import resolve_data_path
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([data_conf.model_dump(mode="json"), settings], sort_keys=True, default=str).encode())
+    for _, data_input in _listed_inputs(data_conf):
+        for dataset in data_input.datasets:
+            with resolve_data_path(dataset.path).open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _listed_inputs(data_conf) -> list[tuple[str, object]]:
     """(config key, data input) of each data input that names files."""
     inputs = [("data_conf.training_data", data_conf.training_data)]

@@ -19,9 +19,10 @@ from ..errors import UserError
 logger = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging"  # hidden, and not `checkpoint-N`: nothing looks for checkpoints there
-# How the batch was split when the checkpoint was written; resuming with another split would skip to the wrong
-# place in the data (train/preflight.py compares). The Trainer only keeps this in its pickled training_args.bin.
-BATCH_RECORD = "finetuning_batch.json"
+# How the batch was split and which data it read when the checkpoint was written; resuming with another split or
+# other data would continue at the wrong place in the data (train/preflight.py compares). The Trainer keeps the
+# split only in its pickled training_args.bin, and the data not at all.
+RESUME_RECORD = "finetuning_resume.json"
 TRASH_PREFIX = ".trash-"
 _STEP_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last; weights are the model's or an adapter's, whole or sharded.
@@ -140,22 +141,21 @@ def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
         remove_directory(checkpoint)
 
 
-def write_batch_record(checkpoint: Path, args) -> None:
+def write_resume_record(checkpoint: Path, args, data_fingerprint: str | None) -> None:
     record = {
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "world_size": args.world_size,
+        "data_fingerprint": data_fingerprint,
     }
-    (checkpoint / BATCH_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (checkpoint / RESUME_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def read_batch_record(checkpoint: Path) -> dict:
-    """The batch split a checkpoint was written with: our record, else the per-device size in trainer_state.json
-    (checkpoints from other tools); {} when neither is readable."""
-    for name, keys in (
-        (BATCH_RECORD, None),
-        ("trainer_state.json", {"train_batch_size": "per_device_train_batch_size"}),
-    ):
+def read_resume_record(checkpoint: Path) -> dict:
+    """The batch split (and data fingerprint) a checkpoint was written with: our record, else the per-device size
+    in trainer_state.json (checkpoints from other tools); {} when neither is readable."""
+    state_keys = {"train_batch_size": "per_device_train_batch_size"}
+    for name, keys in ((RESUME_RECORD, None), ("trainer_state.json", state_keys)):
         try:
             found = json.loads((checkpoint / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -172,6 +172,7 @@ class AtomicCheckpoints:
     """
 
     _staging_root: str | None = None
+    data_fingerprint: str | None = None  # set by the recipe (data.inputs.data_fingerprint), stored with each save
 
     def _get_output_dir(self, trial) -> str:
         return self._staging_root or super()._get_output_dir(trial)
@@ -192,7 +193,7 @@ class AtomicCheckpoints:
         self.accelerator.wait_for_everyone()  # every rank has written its files (RNG state per process)
         if self.args.should_save:
             final = run_dir / name
-            write_batch_record(staging_root / name, self.args)
+            write_resume_record(staging_root / name, self.args, self.data_fingerprint)
             staged_best = self.state.best_model_checkpoint
             if staged_best and Path(staged_best).parent == staging_root:
                 self.state.best_model_checkpoint = str(final)

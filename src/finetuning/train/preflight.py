@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.inputs import data_fingerprint
 from ..data.preference import validate_preference_data
 from ..data.sft import validate_sft_data
 from ..errors import UserError
 from ..model.loading import check_model_sources
-from .checkpoints import incomplete_reason, read_batch_record
+from .checkpoints import incomplete_reason, read_resume_record
 
 logger = logging.getLogger(__name__)
 
@@ -442,7 +443,7 @@ def _batch_problems(checkpoint: Path, plan, cfg) -> list[str]:
     """The batch split must match, or resuming skips to the wrong place in the data."""
     from .run import num_processes
 
-    record = read_batch_record(checkpoint)
+    record = read_resume_record(checkpoint)
     had = (
         record.get("per_device_train_batch_size"),
         record.get("gradient_accumulation_steps"),
@@ -471,6 +472,31 @@ def _batch_problems(checkpoint: Path, plan, cfg) -> list[str]:
     ]
 
 
+def _data_problems(checkpoint: Path, cfg) -> list[str]:
+    """Other data (or other data settings) than the checkpoint was trained on: the restored position would point
+    into different examples."""
+    recorded = read_resume_record(checkpoint).get("data_fingerprint")
+    if recorded is None or recorded == recipe_data_fingerprint(cfg):
+        return []
+    return [
+        f"{RESUME_KEY}: {checkpoint}: the data files or data settings (data_conf, max_seq_length) changed since "
+        "this checkpoint was written, so its position in the data would point into other examples: restore them, "
+        "or start fresh (a new training_args.output_dir, or resume_from_checkpoint: false)"
+    ]
+
+
+def recipe_data_fingerprint(cfg) -> str:
+    """The data fingerprint of this config (what the recipe stores with each checkpoint)."""
+    settings = {"method": cfg.method}
+    if cfg.method == "sft":
+        settings.update(cfg.sft_args.model_dump(mode="json"))
+    else:
+        settings.update(
+            max_length=cfg.training_args.get("max_length"), max_prompt_length=getattr(cfg, "max_prompt_length", None)
+        )
+    return data_fingerprint(cfg.data_conf, settings)
+
+
 def check_resume_target(cfg, plan, resume_from: str) -> list[str]:
     """The checkpoint resume_from_checkpoint chose: complete, same model kind and adapter shape, same batch split."""
     checkpoint = _resolved(resume_from)
@@ -478,7 +504,7 @@ def check_resume_target(cfg, plan, resume_from: str) -> list[str]:
         return [f"{RESUME_KEY}: {checkpoint}: no such checkpoint directory"]
     if (reason := incomplete_reason(checkpoint)) is not None:
         return [f"{RESUME_KEY}: {checkpoint}: incomplete checkpoint, {reason}"]
-    return _adapter_problems(checkpoint, cfg) + _batch_problems(checkpoint, plan, cfg)
+    return _adapter_problems(checkpoint, cfg) + _batch_problems(checkpoint, plan, cfg) + _data_problems(checkpoint, cfg)
 
 
 # --- all of them -----------------------------------------------------------------------------------------------------

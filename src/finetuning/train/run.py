@@ -27,7 +27,7 @@ from ..tracking.wandb import apply_wandb, finish_wandb
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint, resolve_resume
 from .interrupt import GracefulStop
-from .preflight import run_preflight
+from .preflight import recipe_data_fingerprint, run_preflight
 from .saving import save_final
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunRe
     trainer.add_callback(MetricsFileCallback(run.output_dir / METRICS_FILE))
     if "mlflow" in (trainer.args.report_to or []):
         trainer.add_callback(config_params_callback(resolved))
+    trainer.data_fingerprint = recipe_data_fingerprint(cfg)
     stop = GracefulStop()
     trainer.add_callback(stop)
     with stop:  # also covers the final save: a signal then lets it finish instead of cutting it short
