@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from tests.conftest import sft_config, write_yaml
 from tests.e2e.test_sft_cli import losses, run_cli
@@ -54,3 +55,13 @@ def test_quantized_model_cannot_grow_its_vocabulary(tmp_path, tiny_model_dir, ca
     )
     assert run_cli("sft", str(write_yaml(tmp_path / "qlora.yaml", config))) == 2
     assert "a quantized model cannot be resized" in capsys.readouterr().err
+    # refused from config.json alone, before the weights load; a model with room for the tokens is accepted
+    from finetuning.config import load_any_config
+    from finetuning.model.loading import ModelSetupError, check_vocabulary_fits
+
+    cfg = load_any_config(tmp_path / "qlora.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    check_vocabulary_fits(cfg.run_conf, tokenizer, quantized=True)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|new|>"]})
+    with pytest.raises(ModelSetupError):
+        check_vocabulary_fits(cfg.run_conf, tokenizer, quantized=True)

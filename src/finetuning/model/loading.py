@@ -181,16 +181,39 @@ def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.mo
         raise ModelSetupError(f"{args_key}: {error}") from None
 
 
+QUANTIZED_RESIZE_REFUSAL = (
+    "the chat template adds tokens to the vocabulary, which needs resizing the embeddings, and a quantized model "
+    "cannot be resized: train without quant_conf first, or pick a template whose tokens the tokenizer already has"
+)
+
+
+def configured_vocab_size(run_conf) -> int | None:
+    """The model's embedding rows from its config.json alone (no weights loaded); None when it cannot be read."""
+    from transformers import AutoConfig
+
+    args = run_conf.model_args
+    try:
+        config = AutoConfig.from_pretrained(
+            run_conf.model, revision=args.revision, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
+        )
+    except (OSError, ValueError):
+        return None
+    return getattr(config.get_text_config(), "vocab_size", None)
+
+
+def check_vocabulary_fits(run_conf, tokenizer, quantized: bool) -> None:
+    """Before the (slow) load of a quantized model: refuse at once a template whose tokens would need a resize."""
+    rows = configured_vocab_size(run_conf) if quantized else None
+    if rows is not None and len(tokenizer) > rows:
+        raise ModelSetupError(QUANTIZED_RESIZE_REFUSAL)
+
+
 def expand_vocabulary(model, tokenizer, quantized: bool) -> bool:
     """Grow the embeddings when the template added tokens; new rows start at the mean embedding."""
     if len(tokenizer) <= model.get_input_embeddings().weight.shape[0]:
         return False
     if quantized:
-        raise ModelSetupError(
-            "the chat template adds tokens to the vocabulary, which needs resizing the embeddings, "
-            "and a quantized model cannot be resized: train without quant_conf first, or pick a template "
-            "whose tokens the tokenizer already has"
-        )
+        raise ModelSetupError(QUANTIZED_RESIZE_REFUSAL)
     model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     logger.info("resized token embeddings to %d", len(tokenizer))
     return True

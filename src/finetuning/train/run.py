@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import dump_resolved_config
 from ..data.templates import get_template
 from ..errors import UserError
-from ..model.loading import ModelSetupError, apply_peft, expand_vocabulary, load_model
+from ..model.loading import ModelSetupError, apply_peft, check_vocabulary_fits, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
 from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, finish_mlflow, resolve_mlflow
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
@@ -134,6 +134,7 @@ def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None,
     """Base model (+ resized vocabulary, + adapter). With an adapter on a resized model, the resized base is saved
     to `output_dir/new_base_name`: adapters can only be merged onto the base they were trained on."""
     quantized = cfg.quant_conf.quantization_type != "no-quantization"
+    check_vocabulary_fits(cfg.run_conf, tokenizer, quantized)
     model = load_model(cfg.run_conf, cfg.quant_conf, num_processes())
     embedding_rows = model.get_input_embeddings().weight.shape[0]
     if not allow_vocabulary_growth and len(tokenizer) > embedding_rows:
