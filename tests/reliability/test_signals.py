@@ -4,6 +4,7 @@ and resume bit-identically; a second signal aborts at once."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -47,13 +48,14 @@ def test_second_signal_aborts_at_once_without_saving(tmp_path, tiny_model_dir):
     assert step_checkpoints(out) == [] and not (out / "checkpoint-final").exists()
 
 
-def test_external_sigterm_with_saving_disabled_still_checkpoints(tmp_path, tiny_model_dir):
-    """As a scheduler does it: the signal comes from outside at an unknown moment; save_strategy is 'no' and
-    resume is not configured, so the hint says what to set."""
+def test_sigterm_to_the_process_group_with_saving_disabled_still_checkpoints(tmp_path, tiny_model_dir):
+    """As a scheduler or Ctrl-C does it: the signal comes from outside at an unknown moment, to the whole process
+    group, DataLoader worker processes included; save_strategy is 'no' and resume is not configured, so the hint
+    says what to set."""
     config = resumable_config(
         tmp_path,
         tiny_model_dir,
-        training_args={"max_steps": 100_000, "save_strategy": "no"},
+        training_args={"max_steps": 100_000, "save_strategy": "no", "dataloader_num_workers": 2},
         run_conf={"resume_from_checkpoint": False},
     )
     process = subprocess.Popen(
@@ -62,15 +64,17 @@ def test_external_sigterm_with_saving_disabled_still_checkpoints(tmp_path, tiny_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a job step has
     )
     metrics = tmp_path / "out" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-3000:]
+    assert stderr.count("SIGTERM received") == 1  # said once, by the trainer, not by each data worker
     checkpoints = step_checkpoints(tmp_path / "out")
     assert len(checkpoints) == 1 and incomplete_reason(checkpoints[0]) is None
     step = json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"]

@@ -25,8 +25,10 @@ class GracefulStop(TrainerCallback):
     def __init__(self) -> None:
         self.stopped_by: str | None = None
         self._previous: dict[int, object] = {}
+        self._owner = os.getpid()
 
     def __enter__(self) -> GracefulStop:
+        self._owner = os.getpid()
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
@@ -37,6 +39,8 @@ class GracefulStop(TrainerCallback):
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame) -> None:
+        if os.getpid() != self._owner:  # a forked child (DataLoader worker) inherited it: see ShieldedDataWorkers
+            return
         name = signal.Signals(signum).name
         if self.stopped_by is not None:
             print(f"\n{name} again: aborting now, without saving", file=sys.stderr, flush=True)
@@ -74,3 +78,39 @@ class GracefulStop(TrainerCallback):
     def interrupted(self, state) -> bool:
         """Stopped before the planned end (a signal on the very last step just lets the run finish)."""
         return self.stopped_by is not None and state.global_step < state.max_steps
+
+
+class _IgnoreStopSignals:
+    """worker_init_fn wrapper (a class, so spawned workers can unpickle it): ignore SIGTERM / SIGINT, then run the
+    Trainer's own init (seeding)."""
+
+    def __init__(self, init_fn) -> None:
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+class ShieldedDataWorkers:
+    """Trainer mixin: DataLoader worker processes ignore SIGTERM / SIGINT.
+
+    Ctrl-C and schedulers (Slurm's scancel) signal the whole process group. A worker killed by it makes the main
+    process fail mid-step ("DataLoader worker is killed by signal"), before the graceful stop can save; the workers
+    must keep feeding batches until the step ends, and the main process shuts them down as usual.
+    """
+
+    def get_train_dataloader(self):
+        return _shield(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, *args, **kwargs):
+        return _shield(super().get_eval_dataloader(*args, **kwargs))
+
+
+def _shield(loader):
+    torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
+    if getattr(torch_loader, "num_workers", 0) > 0:
+        torch_loader.worker_init_fn = _IgnoreStopSignals(torch_loader.worker_init_fn)
+    return loader

@@ -26,7 +26,7 @@ from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_repor
 from ..tracking.wandb import apply_wandb, finish_wandb
 from .batch_size import BatchPlan, plan_batches
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint, resolve_resume
-from .interrupt import GracefulStop
+from .interrupt import GracefulStop, ShieldedDataWorkers
 from .preflight import recipe_data_fingerprint, run_preflight
 from .saving import save_final
 
@@ -152,11 +152,12 @@ def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None,
 
 
 def build_trainer(trainer_class, **kwargs):
-    """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py); its argument checks
-    (e.g. a loss type that needs label_smoothing) are user errors."""
-    atomic_class = type(trainer_class.__name__, (AtomicCheckpoints, trainer_class), {})
+    """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py) and whose data workers leave
+    stop signals to it (train/interrupt.py); its argument checks (e.g. a loss type that needs label_smoothing) are
+    user errors."""
+    engine_class = type(trainer_class.__name__, (AtomicCheckpoints, ShieldedDataWorkers, trainer_class), {})
     try:
-        return atomic_class(**kwargs)
+        return engine_class(**kwargs)
     except ValueError as error:
         raise UserError(f"training_args: {error}") from None
 
