@@ -34,6 +34,8 @@ def test_signal_mid_accumulation_saves_at_the_step_boundary_and_resume_is_bit_id
     assert [path.name for path in step_checkpoints(out)] == ["checkpoint-3", "checkpoint-4"]
     assert incomplete_reason(out / "checkpoint-4") is None
     assert not (out / "checkpoint-final").exists()
+    assert (out / "loss_curve.png").is_file()  # the report of the run so far
+    assert str(out / "checkpoint-4") in (out / "summary.md").read_text()
 
     assert main(["sft", str(config)]) == 0
     assert_bit_identical(final_weights(tmp_path), uninterrupted)

@@ -186,22 +186,21 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunRe
     trainer.add_callback(stop)
     with stop:  # also covers the final save: a signal then lets it finish instead of cutting it short
         trainer.train(resume_from_checkpoint=run.resume_from)
-        if stop.interrupted(trainer.state):
-            return _stopped(trainer, stop, run)
-        final_dir = run.output_dir / cfg.run_conf.final_checkpoint_name
-        save_final(trainer, tokenizer, final_dir, markers.assistant_end, resolved)
-    write_run_report(trainer, report, final_dir, time.perf_counter() - run.started, resolved)
-    _end_tracking(trainer, run)
-    return RunResult(final_dir, step=trainer.state.global_step, max_steps=trainer.state.max_steps)
-
-
-def _stopped(trainer, stop: GracefulStop, run: RunState) -> RunResult:
-    checkpoint = last_complete_checkpoint(run.output_dir)
-    logger.warning(
-        "training stopped by %s at step %d; checkpoint: %s", stop.stopped_by, trainer.state.global_step, checkpoint
-    )
-    _end_tracking(trainer, run, status="KILLED")
-    return RunResult(None, stop.stopped_by, checkpoint, trainer.state.global_step, trainer.state.max_steps)
+        interrupted = stop.interrupted(trainer.state)
+        if interrupted:
+            saved = last_complete_checkpoint(run.output_dir)
+            logger.warning(
+                "training stopped by %s at step %d; checkpoint: %s", stop.stopped_by, trainer.state.global_step, saved
+            )
+        else:
+            saved = run.output_dir / cfg.run_conf.final_checkpoint_name
+            save_final(trainer, tokenizer, saved, markers.assistant_end, resolved)
+    # a stopped run gets its report too: the loss curve so far, and where it was saved
+    write_run_report(trainer, report, saved or run.output_dir, time.perf_counter() - run.started, resolved)
+    _end_tracking(trainer, run, status="KILLED" if interrupted else "FINISHED")
+    if interrupted:
+        return RunResult(None, stop.stopped_by, saved, trainer.state.global_step, trainer.state.max_steps)
+    return RunResult(saved, step=trainer.state.global_step, max_steps=trainer.state.max_steps)
 
 
 def _end_tracking(trainer, run: RunState, status: str = "FINISHED") -> None:
