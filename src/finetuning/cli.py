@@ -86,6 +86,8 @@ def _command_train(args) -> int:
         mlflow=MlflowOptions(args.mlflow_server_uri, args.experiment_name, args.hf_mlflow_log_artifacts),
     )
     result = run(cfg, options)
+    if int(os.environ.get("RANK", "0")) != 0:  # one process of a multi-process run speaks for all
+        return 0
     if result.stopped_by is None:
         print(f"Training finished. Final model: {result.final_dir}")
     else:

@@ -80,6 +80,7 @@ def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("batch: 2 process(es) x 2 per device x 2 accumulation = 8") == 2
+    assert result.stdout.count("Training finished.") == 1  # rank 0 speaks for both
     args = torch.load(tmp_path / "out" / "checkpoint-final" / "training_args.bin", weights_only=False)
     assert (args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2, 2)
     checkpoint = tmp_path / "out" / "checkpoint-2"
