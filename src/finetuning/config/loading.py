@@ -25,6 +25,7 @@ from finetuning.config.experiment import (
 )
 from finetuning.config.training_args import clean_message, merge_alternatives, shown_input
 from finetuning.errors import UserError
+from finetuning.paths import resolve_user_path
 
 _SECRET_PARTS = ("api_key", "apikey", "password", "secret")
 _NOT_SECRET_TOKENS = {"bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"}
@@ -79,7 +80,7 @@ def _read_text(path: Path) -> str:
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML mapping; every failure is a `ConfigError` naming the resolved absolute path."""
-    path = Path(path).expanduser().resolve()
+    path = resolve_user_path(path)
     text = _read_text(path)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)

@@ -76,13 +76,13 @@ def data_fingerprint(data_conf, settings: dict) -> str:
     import hashlib
     import json
 
-    from .readers import resolve_data_path
+    from ..paths import resolve_user_path
 
     digest = hashlib.sha256()
     digest.update(json.dumps([data_conf.model_dump(mode="json"), settings], sort_keys=True, default=str).encode())
     for _, data_input in _listed_inputs(data_conf):
         for dataset in data_input.datasets:
-            with resolve_data_path(dataset.path).open("rb") as handle:
+            with resolve_user_path(dataset.path).open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:16]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UserError
+from ..paths import resolve_user_path
 
 ROLES = ("system", "user", "assistant")
 # Roles whose text must not be empty: an empty turn trains the model to answer nothing (or to nothing).
@@ -17,11 +18,6 @@ MAX_REPORTED_PROBLEMS = 20
 
 class DataError(UserError):
     """User error in data files; carries every problem found (each `path:line: message`)."""
-
-
-def resolve_data_path(path: str) -> Path:
-    """Relative paths resolve against the working directory, as in the Silogen engine."""
-    return Path(path).expanduser().resolve()
 
 
 def json_type(value) -> str:
@@ -189,7 +185,7 @@ def _read_text(path: Path, key: str | None) -> str:
 
 def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None) -> list[dict]:
     """Read every row of one data file; raise DataError listing each bad row with its line number."""
-    path = resolve_data_path(path_str)
+    path = resolve_user_path(path_str)
     text = _read_text(path, key)
     rows, problems = [], []
     for line, value in _iter_json_rows(text):

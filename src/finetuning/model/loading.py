@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..paths import resolve_user_path
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,13 @@ def shown_source(name_or_path: str) -> str:
     """How error messages name a model source: a local path resolved against the working directory (as the Silogen
     engine resolves relative paths), a hub id quoted as given."""
     if looks_local(name_or_path):
-        return str(Path(name_or_path).expanduser().resolve())
+        return str(resolve_user_path(name_or_path))
     return repr(name_or_path)
 
 
 def model_source_problem(name_or_path: str, key: str = "run_conf.model") -> str | None:
     """A local-looking path that does not exist is a user error; anything else may be a hub id (org/name)."""
-    path = Path(name_or_path).expanduser().resolve()
+    path = resolve_user_path(name_or_path)
     if looks_local(name_or_path) and not path.exists():
         return f"{key}: {path}: not found (a local path; hub ids look like 'org/name')"
     return None
@@ -63,7 +64,7 @@ def pickle_weights_problem(name_or_path: str, model_args, key: str = "run_conf.m
     args_key = args_key or key.rsplit(".", 1)[0] + ".model_args"
     if model_args.use_safetensors is False:
         return None
-    path = Path(name_or_path).expanduser().resolve() / (model_args.subfolder or "")
+    path = resolve_user_path(name_or_path) / (model_args.subfolder or "")
     if not path.is_dir() or any(path.glob("*.safetensors")):
         return None
     pickles = sorted(p.name for p in path.glob("*.bin") if p.name.startswith(("pytorch_model", "model")))
@@ -74,7 +75,7 @@ def pickle_weights_problem(name_or_path: str, model_args, key: str = "run_conf.m
 
 def pickle_adapter_problem(name_or_path: str, model_args, key: str, args_key: str) -> str | None:
     """The same rule for a local adapter directory (adapter_model.bin without adapter_model.safetensors)."""
-    path = Path(name_or_path).expanduser().resolve()
+    path = resolve_user_path(name_or_path)
     if model_args.use_safetensors is False or not path.is_dir():
         return None
     if (path / "adapter_model.bin").is_file() and not (path / "adapter_model.safetensors").is_file():

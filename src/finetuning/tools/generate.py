@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..config.generate import EvalDataPrompts, GenerateConfig, load_generate_config
-from ..data.readers import check_messages, read_rows, resolve_data_path
+from ..data.readers import check_messages, read_rows
 from ..errors import UserError, report_user_error
 from ..model.loading import (
     ModelSetupError,
@@ -42,6 +42,7 @@ from ..model.loading import (
     pickle_weights_problem,
     shown_source,
 )
+from ..paths import resolve_user_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def read_prompts(prompt_conf) -> list[Prompt]:
         ]
     path = prompt_conf.data.path
     rows = read_rows(path, eval_row_problem)
-    dataset = resolve_data_path(path).stem
+    dataset = resolve_user_path(path).stem
     prompts = []
     for index, row in enumerate(rows):
         if "prompt_messages" in row:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
+from ..paths import resolve_user_path
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def resolve_resume(setting: bool | str, output_dir: str) -> str | None:
         else:
             logger.info("resume_from_checkpoint=auto: no checkpoint in %s, starting fresh", out.resolve())
         return str(last) if last else None
-    path = Path(setting).expanduser().resolve()
+    path = resolve_user_path(setting)
     if not path.is_dir():
         raise UserError(f"run_conf.resume_from_checkpoint: {path}: no such checkpoint directory")
     if (reason := incomplete_reason(path)) is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import struct
@@ -33,6 +32,7 @@ from ..data.preference import validate_preference_data
 from ..data.sft import validate_sft_data
 from ..errors import UserError
 from ..model.loading import check_model_sources
+from ..paths import resolve_user_path
 from .checkpoints import incomplete_reason, read_resume_record
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,6 @@ def _collect(check: Callable[..., list[str]], *args) -> list[str]:
         return list(error.problems)
 
 
-def _resolved(path: str | os.PathLike[str]) -> Path:
-    """Relative paths resolve against the working directory, as in the Silogen engine."""
-    return Path(path).expanduser().resolve()
-
-
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -124,7 +119,7 @@ def _write_probe(directory: Path) -> str | None:
 
 def check_output_dir(output_dir: str) -> list[str]:
     """An existing output dir must be a writable directory; a missing one must be creatable (nothing is created)."""
-    path = _resolved(output_dir)
+    path = resolve_user_path(output_dir)
     if path.exists():
         if not path.is_dir():
             return [f"{OUTPUT_KEY}: {path}: exists and is not a directory"]
@@ -240,7 +235,7 @@ def _lora_parameters(files: list[Path], model_type: str | None, r: int, target_m
 def _adapter_parameters(files: list[Path], model_config: dict, peft_conf) -> tuple[int, str] | None:
     """(trainable adapter parameters, how they were found), or None to use the fallback fraction."""
     if peft_conf.peft_type == "PRETRAINED_PEFT":
-        adapter = _resolved(peft_conf.name_or_path) / "adapter_model.safetensors"
+        adapter = resolve_user_path(peft_conf.name_or_path) / "adapter_model.safetensors"
         if adapter.is_file():
             count = sum(math.prod(shape) for shape in safetensors_shapes(adapter).values())
             return count, "pretrained adapter's weights"
@@ -292,7 +287,7 @@ def local_model_dir(run_conf) -> Path | None:
     """The directory holding the model: a local path, or a hub id's snapshot in the local HF cache (never online)."""
     args = run_conf.model_args
     subfolder = args.subfolder or ""
-    local = _resolved(run_conf.model)
+    local = resolve_user_path(run_conf.model)
     if local.is_dir():
         return local / subfolder
     from huggingface_hub import try_to_load_from_cache
@@ -345,7 +340,7 @@ def check_disk_space(cfg) -> list[str]:
         return []
     needed = estimate.total_bytes if saves_checkpoints(cfg.training_args) else estimate.weights_bytes
     what = "a checkpoint" if saves_checkpoints(cfg.training_args) else "the final model"
-    path = _resolved(cfg.training_args["output_dir"])
+    path = resolve_user_path(cfg.training_args["output_dir"])
     try:
         free = shutil.disk_usage(_nearest_existing(path)).free
     except OSError as error:
@@ -378,7 +373,7 @@ def check_data(cfg) -> list[str]:
 def check_model(cfg) -> list[str]:
     """Missing local paths, pickle-only weights (check_model_sources), and a local model dir without config.json."""
     problems = _collect(check_model_sources, cfg.run_conf, cfg.peft_conf)
-    path = _resolved(cfg.run_conf.model)
+    path = resolve_user_path(cfg.run_conf.model)
     if path.is_dir():
         model_dir = path / (cfg.run_conf.model_args.subfolder or "")
         if not (model_dir / "config.json").is_file():
@@ -408,7 +403,7 @@ def _adapter_problems(checkpoint: Path, cfg) -> list[str]:
             f"configures an adapter ({peft_conf.peft_type}); set peft_conf.peft_type: NO_PEFT, or start fresh"
         ]
     if peft_conf.peft_type == "PRETRAINED_PEFT":
-        expected = _read_json(_resolved(peft_conf.name_or_path) / "adapter_config.json")
+        expected = _read_json(resolve_user_path(peft_conf.name_or_path) / "adapter_config.json")
         if expected is None:
             return []
         key = "peft_conf.name_or_path"
@@ -499,7 +494,7 @@ def recipe_data_fingerprint(cfg) -> str:
 
 def check_resume_target(cfg, plan, resume_from: str) -> list[str]:
     """The checkpoint resume_from_checkpoint chose: complete, same model kind and adapter shape, same batch split."""
-    checkpoint = _resolved(resume_from)
+    checkpoint = resolve_user_path(resume_from)
     if not checkpoint.is_dir():
         return [f"{RESUME_KEY}: {checkpoint}: no such checkpoint directory"]
     if (reason := incomplete_reason(checkpoint)) is not None:
