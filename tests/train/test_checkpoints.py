@@ -72,3 +72,31 @@ def test_rotation_keeps_the_newest_and_never_the_one_just_written(tmp_path):
     assert [p.name for p in step_checkpoints(tmp_path)] == ["checkpoint-7"]
     rotate(tmp_path, None, keep=set())
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-7"
+
+
+def test_best_checkpoint_is_named_by_its_final_path_and_kept_by_rotation(tmp_path, tiny_model_dir):
+    """The Trainer saves into `.staging/`, so the best checkpoint it records must be renamed with it."""
+    from finetuning.cli import main
+    from tests.conftest import sft_config, write_yaml
+
+    config = sft_config(
+        tmp_path,
+        tiny_model_dir,
+        data_conf={"validation_data": {"type": "AUTO_SPLIT", "ratio": 0.1, "seed": 1}},
+        training_args={
+            "max_steps": 6,
+            "eval_strategy": "steps",
+            "eval_steps": 2,
+            "save_strategy": "steps",
+            "save_steps": 2,
+            "save_total_limit": 1,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss",
+        },
+    )
+    assert main(["sft", str(write_yaml(tmp_path / "c.yaml", config))]) == 0
+    out = tmp_path / "out"
+    last = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    best = Path(last["best_model_checkpoint"])
+    assert best.parent == out and best.is_dir()  # never a `.staging` path
+    assert {p.name for p in step_checkpoints(out)} == {"checkpoint-6", best.name}

@@ -7,6 +7,7 @@ resume would pick. Old checkpoints are removed by renaming them away first, neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -129,6 +130,23 @@ def publish(staged: Path, final: Path) -> None:
     _fsync_path(final.parent)
 
 
+@contextlib.contextmanager
+def staged_save(final: Path, accelerator, main: bool):
+    """Yield the directory to write `final` into (`.staging/<name>` beside it); once every process has written its
+    files, the main process renames it into place. An exception in the block publishes nothing."""
+    staging_root = final.parent / STAGING_DIR
+    if main:
+        shutil.rmtree(staging_root, ignore_errors=True)  # what a killed save left behind
+        staging_root.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    yield staging_root / final.name
+    accelerator.wait_for_everyone()  # every rank has written its files (e.g. its RNG state)
+    if main:
+        publish(staging_root / final.name, final)
+        shutil.rmtree(staging_root, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
 def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
     """`save_total_limit`: delete the oldest step checkpoints beyond the limit, never one in `keep` (the one just
     written, the best one). Unlike ordering by mtime or step alone, a run resumed from an older checkpoint
@@ -180,27 +198,19 @@ class AtomicCheckpoints:
 
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = Path(super()._get_output_dir(trial))
-        name = f"checkpoint-{self.state.global_step}"
-        staging_root = run_dir / STAGING_DIR
-        if self.args.should_save:
-            shutil.rmtree(staging_root, ignore_errors=True)  # what a killed save left behind
-            staging_root.mkdir(parents=True)
-        self.accelerator.wait_for_everyone()
-        self._staging_root = str(staging_root)
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_root = None
-        self.accelerator.wait_for_everyone()  # every rank has written its files (RNG state per process)
-        if self.args.should_save:
-            final = run_dir / name
-            write_resume_record(staging_root / name, self.args, self.data_fingerprint)
-            staged_best = self.state.best_model_checkpoint
-            if staged_best and Path(staged_best).parent == staging_root:
-                self.state.best_model_checkpoint = str(final)
-                self.state.save_to_json(str(staging_root / name / "trainer_state.json"))
-            publish(staging_root / name, final)
-            shutil.rmtree(staging_root, ignore_errors=True)
+        final = run_dir / f"checkpoint-{self.state.global_step}"
+        main = self.args.should_save
+        with staged_save(final, self.accelerator, main) as staged:
+            self._staging_root = str(staged.parent)
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._staging_root = None
+            if main:
+                write_resume_record(staged, self.args, self.data_fingerprint)
+                if self.state.best_model_checkpoint == str(staged):  # the Trainer named the staged path
+                    self.state.best_model_checkpoint = str(final)
+                    self.state.save_to_json(str(staged / "trainer_state.json"))
+        if main:
             best = self.state.best_model_checkpoint
             rotate(run_dir, self.args.save_total_limit, {final} | ({Path(best)} if best else set()))
-        self.accelerator.wait_for_everyone()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from .checkpoints import STAGING_DIR, publish
+from .checkpoints import staged_save
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +62,11 @@ def save_final(trainer, tokenizer, directory: Path, end_marker: str, resolved: d
     """Model (or adapter) + inference tokenizer + resolved config, staged and renamed into place like checkpoints:
     a job killed while saving never leaves a half-written final model that looks finished."""
     set_generation_stop(trainer.model, tokenizer, end_marker)
-    staged = directory.parent / STAGING_DIR / directory.name
-    if trainer.is_world_process_zero():
-        shutil.rmtree(staged, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staged))  # the Trainer also saves processing_class (our inference-ready tokenizer)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(staged))
-        write_resolved_config(staged, resolved)
-        publish(staged, directory)
-        shutil.rmtree(staged.parent, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    main = trainer.is_world_process_zero()
+    with staged_save(directory, trainer.accelerator, main) as staged:
+        trainer.save_model(str(staged))  # the Trainer also saves processing_class (our inference-ready tokenizer)
+        if main:
+            tokenizer.save_pretrained(str(staged))
+            write_resolved_config(staged, resolved)
     logger.info("final model saved to %s", directory)
     return directory
