@@ -395,7 +395,7 @@ def test_plan_from_batch_size_module_is_what_preflight_compares(tmp_path, tiny_m
     assert check_resume_target(cfg, BatchPlan(2, 4, 2), str(checkpoint)) == []
 
 
-def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir):
+def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir, capsys):
     """The restored data position only means something in the same examples, in the same order."""
     from finetuning.cli import main
 
@@ -420,3 +420,9 @@ def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir):
         handle.write(data.read_text().splitlines()[0] + "\n")
     cfg, plan = load(tmp_path, document)
     assert len(check_resume_target(cfg, plan, str(checkpoint))) == 1
+
+    data.unlink()  # gone altogether, on resume: the data check says so, the fingerprint does not crash on it
+    resuming = deep_update(document, {"run_conf": {"resume_from_checkpoint": "auto"}})
+    assert main(["sft", str(write_yaml(tmp_path / "resume.yaml", resuming))]) == 2
+    error = capsys.readouterr().err
+    assert f"{data}: file not found" in error and "Traceback" not in error

@@ -82,9 +82,12 @@ def data_fingerprint(data_conf, settings: dict) -> str:
     digest.update(json.dumps([data_conf.model_dump(mode="json"), settings], sort_keys=True, default=str).encode())
     for _, data_input in _listed_inputs(data_conf):
         for dataset in data_input.datasets:
-            with resolve_user_path(dataset.path).open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            try:
+                with resolve_user_path(dataset.path).open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:  # missing or unreadable: the data checks report it, and nothing trains on this digest
+                digest.update(b"\0unreadable:" + str(dataset.path).encode())
     return digest.hexdigest()[:16]
 
 

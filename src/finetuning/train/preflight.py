@@ -467,11 +467,11 @@ def _batch_problems(checkpoint: Path, plan, cfg) -> list[str]:
     ]
 
 
-def _data_problems(checkpoint: Path, cfg) -> list[str]:
+def _data_problems(checkpoint: Path, cfg, fingerprint: str | None) -> list[str]:
     """Other data (or other data settings) than the checkpoint was trained on: the restored position would point
     into different examples."""
     recorded = read_resume_record(checkpoint).get("data_fingerprint")
-    if recorded is None or recorded == recipe_data_fingerprint(cfg):
+    if recorded is None or recorded == (fingerprint or recipe_data_fingerprint(cfg)):
         return []
     return [
         f"{RESUME_KEY}: {checkpoint}: the data files or data settings (data_conf, max_seq_length) changed since "
@@ -492,29 +492,34 @@ def recipe_data_fingerprint(cfg) -> str:
     return data_fingerprint(cfg.data_conf, settings)
 
 
-def check_resume_target(cfg, plan, resume_from: str) -> list[str]:
+def check_resume_target(cfg, plan, resume_from: str, fingerprint: str | None = None) -> list[str]:
     """The checkpoint resume_from_checkpoint chose: complete, same model kind and adapter shape, same batch split."""
     checkpoint = resolve_user_path(resume_from)
     if not checkpoint.is_dir():
         return [f"{RESUME_KEY}: {checkpoint}: no such checkpoint directory"]
     if (reason := incomplete_reason(checkpoint)) is not None:
         return [f"{RESUME_KEY}: {checkpoint}: incomplete checkpoint, {reason}"]
-    return _adapter_problems(checkpoint, cfg) + _batch_problems(checkpoint, plan, cfg) + _data_problems(checkpoint, cfg)
+    return (
+        _adapter_problems(checkpoint, cfg)
+        + _batch_problems(checkpoint, plan, cfg)
+        + _data_problems(checkpoint, cfg, fingerprint)
+    )
 
 
 # --- all of them -----------------------------------------------------------------------------------------------------
 
 
-def run_preflight(cfg, plan, resume_from: str | None) -> None:
+def run_preflight(cfg, plan, resume_from: str | None, fingerprint: str | None = None) -> None:
     """Run every check before any model loads; raise one UserError listing all problems found.
 
-    `plan` is the launch's BatchPlan (train/batch_size.py), `resume_from` the checkpoint resolve_resume chose.
+    `plan` is the launch's BatchPlan (train/batch_size.py), `resume_from` the checkpoint resolve_resume chose,
+    `fingerprint` this config's recipe_data_fingerprint when the caller has it already (computed here otherwise).
     """
     problems = _collect(check_model, cfg)
     problems += _collect(check_data, cfg)
     problems += _collect(check_output_dir, cfg.training_args["output_dir"])
     problems += _collect(check_disk_space, cfg)
     if resume_from is not None:
-        problems += _collect(check_resume_target, cfg, plan, resume_from)
+        problems += _collect(check_resume_target, cfg, plan, resume_from, fingerprint)
     if problems:
         raise UserError(problems)

@@ -54,6 +54,7 @@ class RunState:
     training_args: dict  # cfg.training_args with report_to settled for MLflow / W&B
     started: float
     environment_before: dict[str, str | None]  # variables the tracking set-up changed, as they were
+    data_fingerprint: str  # stored with each checkpoint, compared on resume (data.inputs.data_fingerprint)
 
 
 def check_batch_sizes(cfg) -> BatchPlan:
@@ -67,11 +68,13 @@ def check_batch_sizes(cfg) -> BatchPlan:
     )
 
 
-def check_before_loading(cfg) -> tuple[BatchPlan, str | None]:
+def check_before_loading(cfg) -> tuple[BatchPlan, str | None, str]:
     """Everything that needs no model, every problem at once: batch arithmetic, the checkpoint to resume from, and
     the pre-flight (output dir, disk, data, model source, resume compatibility). Shared with `finetuning validate`.
+    Returns the batch plan, the checkpoint to resume from and the data fingerprint.
     """
     plan = check_batch_sizes(cfg)  # the pre-flight compares a resume target against this plan
+    fingerprint = recipe_data_fingerprint(cfg)  # ... and against this
     problems: list[str] = []
     resume_from = None
     try:
@@ -79,12 +82,12 @@ def check_before_loading(cfg) -> tuple[BatchPlan, str | None]:
     except UserError as error:
         problems += error.problems
     try:
-        run_preflight(cfg, plan, resume_from)
+        run_preflight(cfg, plan, resume_from, fingerprint)
     except UserError as error:
         problems += error.problems
     if problems:
         raise UserError(problems)
-    return plan, resume_from
+    return plan, resume_from, fingerprint
 
 
 def start_run(cfg, options: RunOptions) -> RunState:
@@ -93,7 +96,7 @@ def start_run(cfg, options: RunOptions) -> RunState:
 
     started = time.perf_counter()
     batch = cfg.batchsize_conf
-    plan, resume_from = check_before_loading(cfg)
+    plan, resume_from, fingerprint = check_before_loading(cfg)
     logger.info(
         "batch: %d process(es) x %d per device x %d accumulation = %d",
         num_processes(),
@@ -110,7 +113,8 @@ def start_run(cfg, options: RunOptions) -> RunState:
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", cfg.logging_dir)
     set_seed(cfg.training_args.get("seed", 42))
-    return RunState(plan, output_dir, resume_from, training_args, started, {key: before.get(key) for key in changed})
+    changed_before = {key: before.get(key) for key in changed}
+    return RunState(plan, output_dir, resume_from, training_args, started, changed_before, fingerprint)
 
 
 def prepare_tokenizer(cfg):
@@ -181,7 +185,7 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunRe
     trainer.add_callback(MetricsFileCallback(run.output_dir / METRICS_FILE))
     if "mlflow" in (trainer.args.report_to or []):
         trainer.add_callback(config_params_callback(resolved))
-    trainer.data_fingerprint = recipe_data_fingerprint(cfg)
+    trainer.data_fingerprint = run.data_fingerprint
     stop = GracefulStop()
     trainer.add_callback(stop)
     with stop:  # also covers the final save: a signal then lets it finish instead of cutting it short
