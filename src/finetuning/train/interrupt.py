@@ -25,10 +25,9 @@ class GracefulStop(TrainerCallback):
     def __init__(self) -> None:
         self.stopped_by: str | None = None
         self._previous: dict[int, object] = {}
-        self._owner = os.getpid()
+        self._owner = os.getpid()  # forked children inherit the handler, not the right to act on it
 
     def __enter__(self) -> GracefulStop:
-        self._owner = os.getpid()
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
