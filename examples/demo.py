@@ -1,6 +1,7 @@
 """The demo: teach a tiny local model 100 invented facts with `finetuning sft`, then check it recalls them.
 
     python examples/demo.py        (or `make demo`, which also sets up the environment)
+    python examples/demo.py --base-only    (only the tiny base model, demo_output/tiny-base, that examples start from)
 
 No network: the base model is a random-init Llama with a tokenizer trained on the fly. Re-running skips the base
 model build and resumes/finishes training from the last checkpoint (`resume_from_checkpoint: auto`).
@@ -22,14 +23,15 @@ BASE_MODEL = ROOT / "demo_output" / "tiny-base"
 FINAL_MODEL = ROOT / "demo_output" / "checkpoints" / "checkpoint-final"
 
 
-def build_base_model() -> None:
-    if (BASE_MODEL / "config.json").exists():
-        print(f"[demo] base model already built: {BASE_MODEL}")
+def build_base_model(target: Path = BASE_MODEL) -> None:
+    """The examples' base model (run_conf.model: demo_output/tiny-base); `target` lets tests build it elsewhere."""
+    if (target / "config.json").exists():
+        print(f"[demo] base model already built: {target}")
         return
     from finetuning.tools.tiny_model import build_tiny_model
 
-    build_tiny_model(BASE_MODEL, [DATA], vocab_size=512, hidden_size=128, num_layers=4)
-    print(f"[demo] built tiny base model (4-layer Llama, 128 wide, BPE tokenizer trained on the fly): {BASE_MODEL}")
+    build_tiny_model(target, [DATA], vocab_size=512, hidden_size=128, num_layers=4)
+    print(f"[demo] built tiny base model (4-layer Llama, 128 wide, BPE tokenizer trained on the fly): {target}")
 
 
 def train() -> None:
@@ -67,6 +69,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.time()
     build_base_model()
+    if "--base-only" in sys.argv[1:]:
+        return 0
     train()
     print("[demo] asking the fine-tuned model every trained question (greedy decoding):")
     rate = exact_match_rate()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from finetuning.config import load_any_config
@@ -31,15 +34,63 @@ def test_example_loads_and_its_data_validates(path, monkeypatch):
     assert files >= 1
 
 
-def test_silogen_style_example_runs_with_only_the_model_changed(tmp_path, tiny_model_dir, monkeypatch):
-    """A config in the published Silogen shape (legacy keys, weighted mix, auto split, LoRA) trains as written."""
+# What the examples start from: the demo's tiny base (examples/demo.py builds it) and the demo's SFT output.
+DEMO_MODELS = {"demo_output/tiny-base", "demo_output/checkpoints/checkpoint-final"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_starts_from_a_model_the_demo_makes(path):
+    """Not from a path of someone's machine (`/local_resources/basemodel`): every example runs as shipped."""
+    assert load_any_config(path).run_conf.model in DEMO_MODELS
+
+
+def load_demo():
+    spec = importlib.util.spec_from_file_location("demo", REPO / "examples" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """A working directory laid out as the repository root is for a user: the shipped examples/ (linked, not
+    copied) and the demo's tiny base built by examples/demo.py where the examples expect it. Outputs land here,
+    never in the repository."""
+    root = tmp_path_factory.mktemp("demo-root")
+    (root / "examples").symlink_to(REPO / "examples", target_is_directory=True)
+    load_demo().build_base_model(root / "demo_output" / "tiny-base")
+    return root
+
+
+@pytest.fixture
+def in_demo_root(demo_root, monkeypatch) -> Path:
+    monkeypatch.chdir(demo_root)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "WANDB_MODE"):  # a developer's own tracking stays out
+        monkeypatch.delenv(name, raising=False)
+    return demo_root
+
+
+def test_sft_lora_chatml_runs_as_shipped(in_demo_root):
+    """The Silogen-shaped example (legacy keys, weighted mix, auto split, LoRA, chat-ml adds tokens) trains as
+    written, with the command on its first line."""
+    assert run_cli("sft", "examples/sft-lora-chatml.yaml") == 0
+    out = in_demo_root / "demo_output" / "sft-lora-chatml"
+    assert (out / "checkpoint-final" / "adapter_model.safetensors").exists()
+    assert (out / "checkpoint-new-basemodel" / "model.safetensors").exists()
+    assert (out / "summary.md").is_file()
+
+
+def test_the_demo_chain_runs_as_shipped(in_demo_root):
+    """After the demo's SFT (here 2 epochs instead of 80: the only change), the DPO, KTO and generation examples run
+    exactly as shipped on its output."""
     import yaml
 
-    document = yaml.safe_load((REPO / "examples" / "sft-lora-chatml.yaml").read_text())
-    document["run_conf"]["model"] = str(tiny_model_dir)
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("CHECKPOINTS_PATH", str(tmp_path / "checkpoints"))  # output_dir is not in the example
-    assert run_cli("sft", str(write_yaml(tmp_path / "example.yaml", document))) == 0
-    final = tmp_path / "checkpoints" / "checkpoint-final"
-    assert (final / "adapter_model.safetensors").exists()
-    assert (tmp_path / "checkpoints" / "checkpoint-new-basemodel" / "model.safetensors").exists()
+    demo_sft = yaml.safe_load((REPO / "examples" / "demo-facts-sft.yaml").read_text())
+    demo_sft["training_args"]["num_train_epochs"] = 2
+    assert run_cli("sft", str(write_yaml(in_demo_root / "demo-facts-sft-short.yaml", demo_sft))) == 0
+    assert (in_demo_root / "demo_output" / "checkpoints" / "checkpoint-final" / "model.safetensors").exists()
+    for example, output in (("dpo-facts.yaml", "dpo"), ("kto-facts.yaml", "kto")):
+        assert run_cli("dpo", f"examples/{example}") == 0, example
+        assert (in_demo_root / "demo_output" / output / "checkpoint-final" / "adapter_model.safetensors").exists()
+    assert run_cli("generate", "examples/generate-facts.yaml", "demo_output/generations.yaml") == 0
+    assert len(yaml.safe_load((in_demo_root / "demo_output" / "generations.yaml").read_text())) == 100

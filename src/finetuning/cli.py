@@ -1,5 +1,6 @@
 """Command line: argument parsing and dispatch only.
 
+finetuning --version
 finetuning [global options] sft CONFIG
 finetuning [global options] validate CONFIG [--show N]
 finetuning schema
@@ -14,15 +15,28 @@ import os
 import sys
 
 from .config import config_class_for, config_json_schema, load_any_config, render_config_reference
-from .errors import UserError, report_user_error
+from .errors import USER_ERROR_EXIT, UserError, report_user_error
 from .tracking.mlflow import MlflowOptions
+from .train.checkpoints import RunAlreadyFinished
 from .train.run import RunOptions
+from .train.saving import package_versions
 
 logger = logging.getLogger("finetuning")
 
 
+def version_line() -> str:
+    """`finetuning X (torch A, transformers B, ...)`: what a bug report needs (read from metadata, nothing imported)."""
+    versions = package_versions()
+    own = versions.pop("finetuning", "unknown")
+    return f"finetuning {own} (" + ", ".join(f"{name} {version}" for name, version in versions.items()) + ")"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="finetuning", description="Finetuning")
+    # raw description: the --version line is printed as it is, not wrapped at the terminal width
+    parser = argparse.ArgumentParser(
+        prog="finetuning", description="Finetuning", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=version_line(), help="Print the versions and exit")
     parser.add_argument("--logging-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument(
         "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
@@ -65,8 +79,15 @@ METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
 
 
 def _load(path: str, command: str | None = None):
-    """Load the config of the method it names; a config for another command is a user error, not a surprise."""
-    cfg = load_any_config(path)
+    """Load the config of the method it names (none: the command's, as in the Silogen CLI); a config for another
+    command is a user error, not a surprise."""
+    default_method = METHODS_OF_COMMAND[command][0] if command is not None else None
+    try:
+        cfg = load_any_config(path, default_method)
+    except UserError as error:  # the data files' problems too, in the same report
+        from .preview import with_data_problems
+
+        raise with_data_problems(error, path, default_method) from None
     if command is not None and cfg.method not in METHODS_OF_COMMAND[command]:
         other = next(name for name, methods in METHODS_OF_COMMAND.items() if cfg.method in methods)
         raise UserError(f"method: this config is for `{cfg.method}`; run it with `finetuning {other} {path}`")
@@ -115,7 +136,7 @@ def _command_validate(args) -> int:
     from .preview import show_examples, validate_data
 
     cfg = _load(args.config)
-    summary = validate_data(cfg)
+    summary = validate_data(cfg, args.num_preprocess_workers)
     print(f"config OK: {args.config}")
     print(summary)
     if args.show:
@@ -149,16 +170,21 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    # the other processes of a multi-process run do the same work: only their errors are news
+    level = args.logging_level.upper() if main_process else "ERROR"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not sys.stderr.isatty():  # progress bars only where a person watches them
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         return COMMANDS[args.command](args)
-    except UserError as error:
-        return report_user_error(error)
+    except RunAlreadyFinished as done:  # re-running a finished run: its outputs stay as they are
+        if main_process:
+            print(done.finished.describe())
+        return 0
+    except UserError as error:  # every process finds the same problems: the main process lists them
+        return report_user_error(error) if main_process else USER_ERROR_EXIT
     except KeyboardInterrupt:  # Ctrl-C outside training (loading, preprocessing): nothing to save, no traceback
         print("interrupted", file=sys.stderr)
         return 130

@@ -74,7 +74,9 @@ def run_preference(cfg, options: RunOptions | None = None) -> RunResult:
         # TRL's KTO estimates its KL term from neighbours in a fixed-order batch; the data was shuffled (seeded) instead.
         engine["train_sampling_strategy"] = "sequential"
     # before the model: argument errors (e.g. bf16 on a machine without it) are reported without loading anything
-    args = build_training_config(config_class, run.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, **engine)
+    args = build_training_config(
+        config_class, run.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, announce=False, **engine
+    )
     model = load_policy(cfg, tokenizer, run, allow_vocabulary_growth=False)
     trainer = build_trainer(
         trainer_class,

@@ -6,28 +6,91 @@ ones marked, before spending GPU hours, catches them.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
+from .config.data import ChatTrainValidConfig
+from .config.loading import infer_method, read_yaml
+from .config.sft import SFTArguments
 from .data.inputs import read_input
-from .data.preference import preference_texts, row_schema, split_prompt
-from .data.sft import build_sft_datasets
+from .data.preference import (
+    build_dpo_datasets,
+    preference_texts,
+    row_schema,
+    split_prompt,
+    validate_preference_data,
+)
+from .data.sft import build_sft_datasets, validate_sft_data
 from .data.tokenize import IGNORE_INDEX
+from .errors import UserError
 from .train.run import check_before_loading, prepare_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 
 
-def validate_data(cfg) -> str:
-    """Every check a training command makes before loading a model (all problems at once, as a UserError);
-    returns a one-line summary."""
-    check_before_loading(cfg)
+def with_data_problems(error: UserError, path: str, default_method: str | None = None) -> UserError:
+    """A config error plus the problems of the data files its `data_conf` names, when that section is valid on its
+    own: one run lists both, instead of the data errors appearing only once the config is fixed."""
+    try:
+        data = read_yaml(path)
+        data_conf = ChatTrainValidConfig.model_validate(data.get("data_conf"))
+    except (UserError, ValidationError):
+        return error
+    method = infer_method(data, default_method)
+    sft_args = data.get("sft_args") if isinstance(data.get("sft_args"), dict) else {}
+    require_assistant = sft_args.get("train_on_completions_only", SFTArguments().train_on_completions_only)
+    try:
+        if method == "sft":
+            validate_sft_data(data_conf, require_assistant=require_assistant is True)
+        elif method in ("dpo", "kto"):
+            validate_preference_data(data_conf, method)
+    except UserError as data_error:
+        return type(error)(error.problems + data_error.problems)
+    return error
+
+
+def validate_data(cfg, num_workers: int | None = None) -> str:
+    """Every check a training command makes before loading a model (all problems at once, as a UserError), then the
+    data tokenized as training will (tokenizer only): what max_seq_length / max_length drops, and an error when
+    nothing would be left. Returns the summary lines."""
+    _, resume_from, _ = check_before_loading(cfg)
     data_conf = cfg.data_conf
     inputs = [data_conf.training_data] + (
         [data_conf.validation_data] if data_conf.validation_data.type == "CONCATENATION" else []
     )
     files = sum(len(data_input.datasets) for data_input in inputs)
-    return f"data OK: {files} file(s), every row parsed and has the expected shape"
+    lines = [
+        f"data OK: {files} file(s), every row parsed and has the expected shape",
+        tokenized_summary(cfg, num_workers),
+    ]
+    if resume_from is not None:
+        lines.append(f"would resume from {resume_from}")
+    return "\n".join(lines)
+
+
+def tokenized_summary(cfg, num_workers: int | None = None) -> str:
+    """Tokenize the data as the recipe will (raises the recipe's error when every example is too long)."""
+    tokenizer, markers, _ = prepare_tokenizer(cfg)
+    if cfg.method == "sft":
+        completions = markers if cfg.sft_args.train_on_completions_only else None
+        _, _, report = build_sft_datasets(cfg.data_conf, cfg.sft_args, tokenizer, completions, num_workers)
+        limit = f"sft_args.max_seq_length={cfg.sft_args.max_seq_length}"
+    elif cfg.method == "dpo":
+        max_length = cfg.training_args.get("max_length")
+        _, _, report = build_dpo_datasets(cfg.data_conf, max_length, cfg.max_prompt_length, tokenizer, num_workers)
+        if max_length is None:
+            return (
+                f"tokenized: {report.train_examples} training / {report.eval_examples} validation pairs, no max_length"
+            )
+        limit = f"training_args.max_length={max_length}"
+    else:  # KTO: TRL tokenizes and truncates, nothing is dropped
+        return "tokenized by TRL at training time (KTO): not counted here"
+    dropped = ", ".join(f"{what}: {count}" for what, count in report.dropped_too_long.items() if count) or "none"
+    return (
+        f"tokenized: {report.train_examples} training / {report.eval_examples} validation examples would be trained "
+        f"on, {report.train_tokens} tokens; dropped as longer than {limit}: {dropped}"
+    )
 
 
 def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:

@@ -37,6 +37,7 @@ def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
         cfg.overrides,
         cfg.batchsize_conf,
         run.plan,
+        announce=False,  # the pre-flight built (and described) the same arguments
         max_length=cfg.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},  # data is tokenised and masked by our pipeline
     )

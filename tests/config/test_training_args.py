@@ -185,3 +185,27 @@ def test_loss_types_are_checked_against_the_installed_trl():
         "training_args.loss_type: unknown value 'dpo'; expected one of kto, apo_zero_unpaired"
     ]
     assert validate_training_args({"loss_type": "ipo"}, DPOConfig)[0]["loss_type"] == "ipo"
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("max_length", "use sft_args.max_seq_length"),
+        ("max_seq_length", "use sft_args.max_seq_length"),
+        ("packing", "packing is not supported yet"),
+        ("padding_free", "packing is not supported yet"),
+        ("completion_only_loss", "use sft_args.train_on_completions_only"),
+        ("assistant_only_loss", "use sft_args.train_on_completions_only"),
+        ("dataset_text_field", "rows are chat conversations (`messages`)"),
+    ],
+)
+def test_trl_style_keys_point_to_ours(key, hint):
+    (problem,) = problems_of({key: 1})
+    assert problem.startswith(f"training_args.{key}: unknown key; {hint}")
+
+
+def test_trl_max_seq_length_in_a_dpo_config_points_to_max_length():
+    trl = pytest.importorskip("trl")
+    with pytest.raises(TrainingArgsError) as info:
+        validate_training_args({"max_seq_length": 512}, trl.DPOConfig)
+    assert info.value.problems == ["training_args.max_seq_length: unknown key; use training_args.max_length"]

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from datasets import Dataset
 
-from finetuning.data.mixing import auto_split, concatenate, longest_first, weighted_mix
+from finetuning.data.mixing import concatenate, longest_first, split_sources, weighted_mix
 from finetuning.data.readers import DataError
 
 
@@ -55,15 +55,36 @@ def test_zero_weight_skips_a_dataset_and_all_zero_is_an_error():
         weighted_mix([named("a", 5)], [0.0], seed=1)
 
 
-def test_auto_split_sizes_and_seed():
-    data = named("a", 100)
-    train, validation = auto_split(data, 0.2, seed=1289525893)
-    assert (len(train), len(validation)) == (80, 20)
-    assert set(train["index"]).isdisjoint(validation["index"])
-    again_train, _ = auto_split(data, 0.2, seed=1289525893)
-    assert train["index"] == again_train["index"]
-    other_train, _ = auto_split(data, 0.2, seed=5)
-    assert train["index"] != other_train["index"]
+def test_split_sources_takes_the_ratio_of_each_file_seeded():
+    parts = [named("a", 100), named("b", 10)]
+    train, validation = split_sources(parts, 0.2, seed=1289525893)
+    assert [len(part) for part in train] == [80, 8]
+    assert Counter(sources(validation)) == {"a": 20, "b": 2}
+    for part in train:
+        name = part["source"][0]
+        held_out = {
+            index for source, index in zip(validation["source"], validation["index"], strict=True) if source == name
+        }
+        assert held_out.isdisjoint(part["index"])
+    again_train, again_validation = split_sources(parts, 0.2, seed=1289525893)
+    assert validation["index"] == again_validation["index"] and train[0]["index"] == again_train[0]["index"]
+    _, other_validation = split_sources(parts, 0.2, seed=5)
+    assert validation["index"] != other_validation["index"]
+
+
+def test_split_sources_keeps_identical_examples_on_one_side():
+    """A row written twice in a file, or present in two files, is never both validated and trained on."""
+    doubled = Dataset.from_dict({"text": [f"row {i}" for i in range(20)] * 2})
+    other = Dataset.from_dict({"text": [f"row {i}" for i in range(10)] + [f"other {i}" for i in range(10)]})
+    train, validation = split_sources([doubled, other], 0.5, seed=3)
+    trained = {text for part in train for text in part["text"]}
+    assert validation["text"] and trained.isdisjoint(validation["text"])
+    assert len(train[0]) + len(train[1]) + len(validation) == 60  # every row kept, on one side
+
+
+def test_split_sources_needs_two_distinct_examples():
+    with pytest.raises(DataError, match="AUTO_SPLIT needs a training file with at least 2 distinct examples"):
+        split_sources([Dataset.from_dict({"text": ["same"] * 5}), named("b", 1)], 0.2, seed=1)
 
 
 def test_validation_sorted_longest_first():

@@ -11,6 +11,7 @@ from finetuning.data.preference import (
     kto_row_problem,
     preference_row_checker,
     preference_texts,
+    split_prompt,
     tokenize_pair,
     truncate_prompt,
 )
@@ -145,3 +146,32 @@ def test_preference_rows_follow_the_templates_role_order(row, problem):
     found = check(row)
     assert found == problem if problem is None else found.startswith(problem)
     assert preference_row_checker("dpo", data_conf("chat-ml"))(row) is None
+
+
+def test_kto_data_report_counts_tokens_as_kto_tokenizes(tokenizer):
+    """60 pairs (two examples each) + 20 unpaired rows, 10% split off: the report counts every training example's
+    prompt + completion tokens, and its completion tokens as trained."""
+    from finetuning.config.data import ChatTrainValidConfig
+    from finetuning.data.preference import build_kto_datasets
+    from tests.conftest import REPO
+
+    data = REPO / "examples" / "data"
+    conf = ChatTrainValidConfig(
+        training_data={
+            "type": "CONCATENATION",
+            "datasets": [{"path": str(data / "preferences.jsonl")}, {"path": str(data / "kto-unpaired.jsonl")}],
+        },
+        validation_data={"type": "AUTO_SPLIT", "ratio": 0.1},
+        chat_template_name="chat-ml",
+    )
+    setup_tokenizer(tokenizer, get_template("chat-ml"), conf)
+    train, validation, report = build_kto_datasets(conf, tokenizer, seed=42)
+    assert report.train_examples + report.eval_examples == 140
+    tokens = trained = 0
+    for example in train:
+        prompt, completion = split_prompt(example["prompt"], example["completion"], tokenizer)
+        completion_ids = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+        tokens += len(completion_ids)
+        trained += len(completion_ids) - len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert (report.train_tokens, report.trained_tokens) == (tokens, trained)
+    assert 0 < report.trained_tokens < report.train_tokens

@@ -55,7 +55,7 @@ def test_bad_config_lists_every_problem_with_its_path(tmp_path, tiny_model_dir):
         ),
         (
             {"peft_conf": {"peft_type": "LORA", "peft_kwargs": {"target_modules": ["foo_proj"]}}},
-            "peft_conf.peft_kwargs:",
+            "peft_conf.peft_kwargs.target_modules: ['foo_proj'] matches no layer of the model",
         ),
         ({"run_conf": {"model_args": {"bogus_arg": 1}}}, "run_conf.model_args:"),
         ({"training_args": {"optim": "adamw_tourch"}}, "training_args.optim: unknown value 'adamw_tourch'"),

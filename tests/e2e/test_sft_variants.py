@@ -51,13 +51,22 @@ def test_concatenated_validation_data_is_evaluated(tmp_path, tiny_model_dir, cap
 
 
 def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
-    """torchrun with 2 CPU processes (gloo): 8 = 2 processes x 2 per device x 2 accumulation; the staged
-    checkpoint holds both processes' RNG states before it is renamed into place."""
+    """torchrun with 2 CPU processes and no `use_cpu` in the config: really distributed (gloo DDP), 8 = 2 processes
+    x 2 per device x 2 accumulation; the staged checkpoint holds both processes' RNG states before it is renamed
+    into place; the main process alone logs and speaks; the best checkpoint is found by every process."""
     config = sft_config(
         tmp_path,
         tiny_model_dir,
+        data_conf={"validation_data": {"type": "AUTO_SPLIT", "ratio": 0.1, "seed": 1}},
         batchsize_conf={"total_train_batch_size": 8, "max_per_device_train_batch_size": 2},
-        training_args={"max_steps": 3, "use_cpu": True, "save_strategy": "steps", "save_steps": 2},
+        training_args={
+            "max_steps": 4,
+            "save_strategy": "steps",
+            "save_steps": 2,
+            "eval_strategy": "steps",
+            "eval_steps": 2,
+            "load_best_model_at_end": True,
+        },
     )
     path = write_yaml(tmp_path / "c.yaml", config)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -79,10 +88,13 @@ def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.count("batch: 2 process(es) x 2 per device x 2 accumulation = 8") == 2
+    assert result.stderr.count("batch: 2 process(es) x 2 per device x 2 accumulation = 8") == 1
+    assert result.stderr.count("final model saved") == 1
+    assert "parallel_mode" not in result.stderr and "Could not locate the best model" not in result.stderr
     assert result.stdout.count("Training finished.") == 1  # rank 0 speaks for both
     args = torch.load(tmp_path / "out" / "checkpoint-final" / "training_args.bin", weights_only=False)
     assert (args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2, 2)
+    assert args.parallel_mode.name == "DISTRIBUTED"
     checkpoint = tmp_path / "out" / "checkpoint-2"
     assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
     assert not (tmp_path / "out" / ".staging").exists()

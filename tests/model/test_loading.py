@@ -47,12 +47,15 @@ def test_extra_model_args_pass_through():
     assert from_pretrained_kwargs(run_conf.model_args, 1)["rope_scaling"] == {"type": "linear", "factor": 2.0}
 
 
-def test_missing_local_model_path_is_reported_but_hub_ids_are_not(tmp_path):
+def test_missing_local_model_path_is_reported_but_hub_ids_are_not(tmp_path, monkeypatch):
     assert model_source_problem(str(tmp_path / "nope")) == f"run_conf.model: {tmp_path / 'nope'}: not found " + (
         "(a local path; hub ids look like 'org/name')"
     )
-    assert model_source_problem("meta-llama/Llama-3.1-8B") is None
     assert model_source_problem(str(tmp_path)) is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online, a hub id is fetched when it loads (nothing is fetched here)
+    assert model_source_problem("meta-llama/Llama-3.1-8B") is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, only what the local cache holds
+    assert "HF_HUB_OFFLINE is set" in model_source_problem("meta-llama/Llama-3.1-8B")
 
 
 # --- safe defaults: no remote code, safetensors only, paths named absolute -----------------------------------------

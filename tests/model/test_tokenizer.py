@@ -6,9 +6,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from finetuning.data.collator import build_collator
-from finetuning.data.templates import TemplateError, get_template
+from finetuning.data.templates import TEMPLATES, TemplateError, get_template
 from finetuning.data.tokenize import IGNORE_INDEX
 from finetuning.model.tokenizer import apply_pad_strategy, setup_tokenizer
+from tests.conftest import CONVERSATION
 from tests.data.test_templates import data_conf
 
 
@@ -57,6 +58,32 @@ def test_saved_tokenizer_is_set_up_for_inference(tokenizer, tmp_path):
     saved = AutoTokenizer.from_pretrained(tmp_path)
     assert saved.eos_token == "<|im_end|>"
     ids = saved("hello")["input_ids"]
-    assert ids[0] == saved.bos_token_id and ids[-1] != saved.convert_tokens_to_ids("</s>")
+    assert ids[-1] != saved.convert_tokens_to_ids("</s>")
     assert saved.chat_template == get_template("chat-ml").jinja
     assert saved.pad_token == saved.bos_token
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_saved_tokenizer_and_template_agree_on_one_bos(tokenizer, tmp_path, name):
+    """The common `tok(tok.apply_chat_template(msgs, tokenize=False))` gives the ids `apply_chat_template` gives,
+    starting with exactly one bos (the template writes it, so the saved tokenizer does not add another)."""
+    setup_tokenizer(tokenizer, get_template(name), data_conf(name))
+    tokenizer.save_pretrained(tmp_path)
+    saved = AutoTokenizer.from_pretrained(tmp_path)
+    messages = [m for m in CONVERSATION if m["role"] != "system"]  # mistral-with-system: alternating turns
+
+    via_text = saved(saved.apply_chat_template(messages, tokenize=False))["input_ids"]
+    direct = saved.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    assert via_text == direct
+    assert via_text[0] == saved.bos_token_id and via_text.count(saved.bos_token_id) == 1
+
+
+def test_saved_tokenizer_adds_bos_when_the_template_does_not(tokenizer, tmp_path):
+    tokenizer.chat_template = (  # the model's own template (keep-original), without bos
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
+    )
+    setup_tokenizer(tokenizer, get_template("keep-original"), data_conf("keep-original"))
+    tokenizer.save_pretrained(tmp_path)
+    saved = AutoTokenizer.from_pretrained(tmp_path)
+    assert saved("hello")["input_ids"][0] == saved.bos_token_id

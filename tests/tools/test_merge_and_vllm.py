@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finetuning.tools.merge_adapter import main as merge_main
 from finetuning.tools.merge_adapter import parse_device_map
-from finetuning.tools.vllm_adapter import BACKUP
+from finetuning.tools.vllm_adapter import BACKUP, NOT_COMPATIBLE_EXIT
 from finetuning.tools.vllm_adapter import main as vllm_main
 from tests.conftest import sft_config, write_yaml
 from tests.e2e.test_sft_cli import run_cli
@@ -145,10 +145,15 @@ def test_vllm_adapter_refuses_to_strip_trained_embeddings(lora_run, tmp_path, ca
     out, config_path = lora_run
     adapter = out / "checkpoint-final"
     before = (adapter / "adapter_model.safetensors").read_bytes()
-    assert vllm_main(["--training-config", str(config_path), str(adapter)]) == 0
-    assert "the vocabulary grew during training" in capsys.readouterr().out
-    assert vllm_main([str(adapter)]) == 0  # without the config, the adapter's modules_to_save tells the same
-    assert "modules_to_save" in capsys.readouterr().out
+    # non-zero: a pipeline must not hand an adapter that was not made vLLM-compatible on to vLLM
+    assert vllm_main(["--training-config", str(config_path), str(adapter)]) == NOT_COMPATIBLE_EXIT == 1
+    err = capsys.readouterr().err
+    assert "not made vLLM-compatible" in err and "the vocabulary grew during training" in err
+    assert vllm_main([str(adapter)]) == 1  # without the config, the adapter's modules_to_save tells the same
+    assert "modules_to_save" in capsys.readouterr().err
+    script = [sys.executable, "-m", "finetuning.tools.vllm_adapter", str(adapter)]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # what a pipeline's `&&` sees
     assert (adapter / "adapter_model.safetensors").read_bytes() == before
     assert not (adapter / BACKUP).exists()
 
@@ -156,6 +161,6 @@ def test_vllm_adapter_refuses_to_strip_trained_embeddings(lora_run, tmp_path, ca
 def test_vllm_adapter_explains_full_fine_tuning(tmp_path, tiny_model_dir, capsys):
     adapter = adapter_with_embedding_copies(tiny_model_dir, tmp_path / "adapter")
     config = write_yaml(tmp_path / "full.yaml", sft_config(tmp_path, tiny_model_dir))
-    assert vllm_main(["--training-config", str(config), str(adapter)]) == 0
-    assert "NO_PEFT" in capsys.readouterr().out
+    assert vllm_main(["--training-config", str(config), str(adapter)]) == 1
+    assert "NO_PEFT" in capsys.readouterr().err
     assert json.loads((adapter / "adapter_config.json").read_text())["peft_type"] == "LORA"

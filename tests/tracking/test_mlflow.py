@@ -1,8 +1,11 @@
 """MLflow: the CLI > config > environment precedence case by case, report_to handling, and real runs that log to a
-file:// store and to a live `mlflow server` on 127.0.0.1, read back with the MLflow client."""
+file:// store and to a live `mlflow server` on 127.0.0.1, read back with the MLflow client: metrics, the resolved
+config, the run's name and the run report attached as artifacts. Every store lives in tmp_path."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,9 +19,20 @@ from finetuning.cli import main
 from finetuning.config.tracking import FinetuningTrackingConfig
 from finetuning.errors import UserError
 from finetuning.tracking.mlflow import MlflowOptions, MlflowSettings, apply_mlflow, resolve_mlflow
-from tests.conftest import sft_config, write_yaml
+from tests.conftest import REPO, sft_config, write_yaml
 
 mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_store_in_the_repository():
+    """MLflow 3's default store is ./mlflow.db: a run that missed its tracking URI would write into the checkout
+    (one did, and got committed). Every store of these tests is in tmp_path."""
+    stores = [REPO / name for name in ("mlflow.db", "mlruns", "mlartifacts")]
+    before = {path for path in stores if path.exists()}
+    yield
+    assert {path for path in stores if path.exists()} == before
+
 
 CLI = MlflowOptions("http://cli:5000", "cli-exp", "True")
 CONFIG = FinetuningTrackingConfig(
@@ -107,17 +121,27 @@ def test_environment_set_for_the_callback():
     assert disabled_env == {}  # nothing that would outlive this run in the process
 
 
-def train(tmp_path: Path, model_dir: Path, tracking: dict | None, *cli: str, steps: int = 4) -> int:
+def mlflow_config(tmp_path: Path, model_dir: Path, tracking: dict | None, steps: int = 4, **training_args) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    config = sft_config(tmp_path, model_dir, training_args={"max_steps": steps, "report_to": None})
+    config = sft_config(tmp_path, model_dir, training_args={"max_steps": steps, **training_args})
     del config["training_args"]["report_to"]  # let the engine decide
     if tracking is not None:
         config["tracking"] = tracking
-    return main([*cli, "sft", str(write_yaml(tmp_path / "c.yaml", config))])
+    return write_yaml(tmp_path / "c.yaml", config)
+
+
+def train(tmp_path: Path, model_dir: Path, tracking: dict | None, *cli: str, steps: int = 4, **training_args) -> int:
+    return main([*cli, "sft", str(mlflow_config(tmp_path, model_dir, tracking, steps, **training_args))])
+
+
+def artifact_names(client, run) -> set[str]:
+    return {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+
+
+REPORT = {"summary.md", "loss_curve.png", "metrics.jsonl"}
 
 
 def only_run(uri: str, experiment: str):
-    import os
 
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # reading a file:// store back, as a user of seed 004 would
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -129,7 +153,6 @@ def only_run(uri: str, experiment: str):
 def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, tiny_model_dir):
     uri = (tmp_path / "mlruns").as_uri()
     tracking = {"mlflow_server_uri": uri, "experiment_name": "tiny", "run_name": "first"}
-    import os
 
     assert train(tmp_path, tiny_model_dir, tracking) == 0
     assert "MLFLOW_TRACKING_URI" not in os.environ  # the run's tracking set-up does not outlive it
@@ -140,6 +163,33 @@ def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, ti
     assert run.data.params["config.data_conf.chat_template_name"] == "chat-ml"
     assert run.data.params["config.batchsize_conf.total_train_batch_size"] == "8"
     assert run.data.params["learning_rate"] == "0.003"  # TrainingArguments, logged by transformers
+    assert artifact_names(client, run) >= REPORT  # the run report, attached before the run ended
+    assert run.info.status == "FINISHED"
+
+
+def test_the_run_is_named_after_training_args_run_name_when_tracking_names_none(tmp_path, tiny_model_dir):
+    uri = (tmp_path / "mlruns").as_uri()
+    tracking = {"mlflow_server_uri": uri, "experiment_name": "named"}
+    assert train(tmp_path, tiny_model_dir, tracking, steps=1, run_name="from-training-args") == 0
+    _, run = only_run(uri, "named")
+    assert run.info.run_name == "from-training-args"
+
+
+@pytest.mark.slow  # a training process of its own, stopped by a real SIGTERM
+def test_a_stopped_run_ends_killed_with_the_report_it_has(tmp_path, tiny_model_dir):
+    from tests.reliability.conftest import run_with_faults
+
+    uri = (tmp_path / "mlruns").as_uri()
+    tracking = {"mlflow_server_uri": uri, "experiment_name": "stopped"}
+    config = mlflow_config(tmp_path, tiny_model_dir, tracking, steps=20, output_dir=str(tmp_path / "stopped-run"))
+    stopped = run_with_faults(config, "micro:3:TERM")  # a scheduler's SIGTERM during step 3
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "Training stopped by SIGTERM at step 3" in stopped.stdout
+    client, run = only_run(uri, "stopped")
+    assert (run.info.status, run.info.run_name) == ("KILLED", "stopped-run")
+    assert artifact_names(client, run) >= REPORT
+    summary = client.download_artifacts(run.info.run_id, "summary.md", str(tmp_path / "downloaded"))
+    assert "checkpoint-3" in Path(summary).read_text()  # the report of the run so far: where it was saved
 
 
 def free_port() -> int:
@@ -172,10 +222,11 @@ def mlflow_server(tmp_path_factory):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the server's workers are stopped with it
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):  # bounded wait: at most 60 s
+        for _ in range(360):  # bounded wait: at most 3 min (the server imports slowly on a busy machine)
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
                     if response.status == 200:
@@ -186,20 +237,25 @@ def mlflow_server(tmp_path_factory):
             pytest.fail("mlflow server did not start")
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_cli_flags_log_to_a_live_server_and_resume_the_same_run(tmp_path, tiny_model_dir, mlflow_server):
     env_store = (tmp_path / "ignored").as_uri()
-    import os
 
     os.environ["MLFLOW_TRACKING_URI"] = env_store  # the command line outranks it
     args = ("--mlflow-server-uri", mlflow_server, "--experiment-name", "served")
-    assert train(tmp_path / "a", tiny_model_dir, None, *args) == 0
+    assert train(tmp_path / "a", tiny_model_dir, None, *args, output_dir=str(tmp_path / "a" / "lora-run-7")) == 0
     client, run = only_run(mlflow_server, "served")
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
     assert not (tmp_path / "ignored").exists()
+    assert run.info.run_name == "lora-run-7"  # nothing names the run: the output_dir's name, not "brave-cat-123"
+    assert artifact_names(client, run) >= REPORT
 
     # a later run that names the run id continues it (e.g. after resuming from a checkpoint)
     tracking = {"mlflow_server_uri": mlflow_server, "experiment_name": "served", "run_id": run.info.run_id}
@@ -207,3 +263,4 @@ def test_cli_flags_log_to_a_live_server_and_resume_the_same_run(tmp_path, tiny_m
     client, again = only_run(mlflow_server, "served")
     assert again.info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 6
+    assert again.info.run_name == "lora-run-7"  # a continued run keeps its name

@@ -187,7 +187,7 @@ def test_run_without_evaluation_still_plots_also_without_metrics_file(tmp_path, 
     out = tmp_path / "run"
     trainer = make_trainer(tiny_model_dir, out, max_steps=2)
     trainer.train()
-    unknown_tokens = DataReport(train_examples=32)  # e.g. KTO: tokenised inside TRL
+    unknown_tokens = DataReport(train_examples=32)  # a report built without token counts
     paths, table = report_of(trainer, out / "final", resolved_config, unknown_tokens)
     assert_png(paths["loss_curve"])
     summary = paths["summary"].read_text(encoding="utf-8")

@@ -9,12 +9,14 @@ import os
 import shutil
 from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from finetuning.config import ConfigError, load_any_config
 from finetuning.config.peft import GenericPeftConfig, NoPeftConfig, PretrainedPeftConfig
 from finetuning.errors import UserError
+from finetuning.model.loading import model_source_problem
 from finetuning.train import preflight
 from finetuning.train.batch_size import BatchPlan
 from finetuning.train.preflight import (
@@ -350,6 +352,9 @@ def test_real_checkpoint_is_compatible_with_its_own_config(tmp_path, lora_checkp
         "gradient_accumulation_steps": 1,
         "world_size": 1,
         "data_fingerprint": preflight.recipe_data_fingerprint(cfg),
+        "global_step": 1,
+        "max_steps": 1,
+        "training_length": {"max_steps": 1, "num_train_epochs": 3.0},
     }
     assert check_resume_target(cfg, plan, str(checkpoint)) == []
     run_preflight(cfg, plan, str(checkpoint))
@@ -426,3 +431,57 @@ def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir, capsys)
     assert main(["sft", str(write_yaml(tmp_path / "resume.yaml", resuming))]) == 2
     error = capsys.readouterr().err
     assert f"{data}: file not found" in error and "Traceback" not in error
+
+
+# --- model sources that are not local directories --------------------------------------------------------------------
+
+
+def test_a_name_that_is_no_local_directory_will_be_fetched_online_with_a_did_you_mean(
+    tmp_path, tiny_model_dir, monkeypatch, caplog
+):
+    """Online, a hub id is fetched (logged, not an error), and a close local directory is suggested."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    (tmp_path / "tiny-base").mkdir()
+    cache = tmp_path / "hub"
+    problem = model_source_problem("tiny-bse", model_args=SimpleNamespace(cache_dir=str(cache), revision=None))
+    assert problem is None
+    assert (
+        f"run_conf.model: 'tiny-bse' is not a local directory: it will be fetched from the Hub; did you mean "
+        f"{tmp_path}/tiny-base?" in caplog.text
+    )
+
+
+def test_offline_a_hub_id_in_the_local_cache_passes(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
+    document = sft_config(
+        tmp_path, tiny_model_dir, run_conf={"model": "org/tiny", "model_args": {"cache_dir": str(cache)}}
+    )
+    cfg, plan = load(tmp_path, document)
+    [problem] = problems_of(cfg, plan)
+    assert problem.startswith("run_conf.model: 'org/tiny': not a local directory") and "HF_HUB_OFFLINE" in problem
+    repo = cache / "models--org--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    run_preflight(cfg, plan, None)
+
+
+def test_a_name_that_is_neither_a_path_nor_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert model_source_problem("my model!") == (
+        f"run_conf.model: 'my model!': neither a local directory ({tmp_path}/my model! does not exist) nor a valid "
+        "hub id"
+    )
+
+
+def test_training_arguments_are_built_in_the_preflight(tmp_path, tiny_model_dir):
+    """Any check transformers makes when the arguments object is built is a pre-flight problem, in config keys."""
+    document = sft_config(tmp_path, tiny_model_dir, training_args={"logging_steps": 1.5})
+    cfg, plan = load(tmp_path, document)
+    assert problems_of(cfg, plan) == ["training_args.logging_steps: must be an integer if bigger than 1: 1.5"]
+    document = sft_config(tmp_path, tiny_model_dir, training_args={"lr_scheduler_type": "reduce_lr_on_plateau"})
+    cfg, plan = load(tmp_path, document)
+    assert problems_of(cfg, plan) == ["training_args: lr_scheduler_type reduce_lr_on_plateau requires an eval strategy"]

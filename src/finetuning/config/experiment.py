@@ -29,6 +29,7 @@ class _CheckedTrainingArgs(dict):
 
     notices: list[str]
     logging_dir: str | None
+    overwrite_output_dir: bool
 
 
 class ExperimentConfigBase(StrictModel):
@@ -52,6 +53,7 @@ class ExperimentConfigBase(StrictModel):
 
     _notices: list[str] = PrivateAttr(default_factory=list)
     _logging_dir: str | None = PrivateAttr(default=None)
+    _overwrite_output_dir: bool = PrivateAttr(default=False)
 
     @classmethod
     def _training_args_class(cls) -> type:
@@ -70,6 +72,7 @@ class ExperimentConfigBase(StrictModel):
         checked = _CheckedTrainingArgs(result.args)
         checked.notices = result.notices
         checked.logging_dir = result.logging_dir
+        checked.overwrite_output_dir = result.overwrite_output_dir
         return checked
 
     @model_validator(mode="after")
@@ -77,6 +80,7 @@ class ExperimentConfigBase(StrictModel):
         if isinstance(self.training_args, _CheckedTrainingArgs):
             self._notices = list(self.training_args.notices)
             self._logging_dir = self.training_args.logging_dir
+            self._overwrite_output_dir = self.training_args.overwrite_output_dir
             self.training_args = dict(self.training_args)
         if isinstance(self.quant_conf, BnBQuantizationConfig) and isinstance(self.peft_conf, NoPeftConfig):
             raise ValueError(
@@ -121,7 +125,12 @@ class ExperimentConfigBase(StrictModel):
 
     def engine_training_args(self) -> dict[str, Any]:
         """`training_args` keys the engine consumes itself (not passed to the trainer); written back on dumps."""
-        return {}
+        return {"overwrite_output_dir": True} if self._overwrite_output_dir else {}
+
+    @property
+    def overwrite_output_dir(self) -> bool:
+        """`training_args.overwrite_output_dir: true`: a fresh start may replace an earlier run's outputs."""
+        return self._overwrite_output_dir
 
     @property
     def legacy_logging_dir(self) -> str | None:
@@ -210,7 +219,11 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
         return self._max_prompt_length
 
     def engine_training_args(self) -> dict[str, Any]:
-        return {"max_prompt_length": self._max_prompt_length, "reference_free": self._reference_free}
+        return {
+            **super().engine_training_args(),
+            "max_prompt_length": self._max_prompt_length,
+            "reference_free": self._reference_free,
+        }
 
     @property
     def reference_free(self) -> bool:

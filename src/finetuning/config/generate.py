@@ -38,7 +38,10 @@ _GEN_PARAMS_REFUSED = {
 class ModelConf(StrictModel):
     """The model to generate with, loaded with the same options as in training."""
 
-    model: str = Field(description="Local path or Hugging Face hub id of the model (e.g. a `checkpoint-final`).")
+    model: str = Field(
+        description="Local path or Hugging Face hub id of the full model (e.g. the `checkpoint-final` of a full "
+        "fine-tune). A PEFT adapter goes in `adapter`, its base model here."
+    )
     model_args: ModelArguments = Field(
         default=ModelArguments(), description="Arguments passed to from_pretrained, as `run_conf.model_args`."
     )

@@ -112,10 +112,43 @@ def config_class_for(method: Any) -> type[ExperimentConfigBase]:
     return classes[method]
 
 
-def load_any_config(path: str | os.PathLike[str]) -> ExperimentConfigBase:
-    """Load a config of whichever method its `method` key names."""
+# Keys only a preference method's trainer arguments have: a config without `method:` and without `sft_args` that
+# sets one of them is a DPO config (Silogen's `dpo` command needed no `method:` key).
+_PREFERENCE_ONLY_KEYS = ("beta", "loss_type", "max_prompt_length", "rpo_alpha", "reference_free", "label_smoothing")
+
+
+def infer_method(data: dict[str, Any], default: str | None = None) -> str:
+    """The method a config is for: its `method` key; else `default` (the subcommand that runs it, as in the Silogen
+    CLI: `finetuning dpo` means dpo); else, for `validate`, dpo when the shape says so (no `sft_args` section and a
+    DPO-only training option such as `beta` or `loss_type`), and sft otherwise."""
+    if data.get("method") is not None:
+        return data["method"]
+    if default is not None:
+        return default
+    training_args = data.get("training_args")
+    shaped_as_dpo = isinstance(training_args, dict) and any(key in training_args for key in _PREFERENCE_ONLY_KEYS)
+    return "dpo" if "sft_args" not in data and shaped_as_dpo else "sft"
+
+
+def load_any_config(path: str | os.PathLike[str], default_method: str | None = None) -> ExperimentConfigBase:
+    """Load a config of whichever method its `method` key names (absent: see `infer_method`)."""
     data = read_yaml(path)
-    return validate_config(data, config_class_for(data.get("method")), source=path)
+    method = infer_method(data, default_method)
+    try:
+        cfg = validate_config({**data, "method": method}, config_class_for(method), source=path)
+    except ConfigError as error:
+        if data.get("method") is None:
+            error.problems = [_method_hint(problem) for problem in error.problems]
+        raise
+    if data.get("method") is None and default_method is None and method != "sft":
+        cfg.notices.append(f"method: not given; read as {method} from its training_args (set `method: {method}`)")
+    return cfg
+
+
+def _method_hint(problem: str) -> str:
+    if problem == "sft_args: required key is missing":
+        return problem + "; a DPO or KTO config: set `method: dpo` / `method: kto` (or run it with `finetuning dpo`)"
+    return problem
 
 
 def validate_config(
@@ -124,10 +157,40 @@ def validate_config(
     source: str | os.PathLike[str] | None = None,
 ) -> ExperimentConfigBase:
     """Validate an already parsed config mapping (e.g. after command-line overrides)."""
+    data, notices = _fed_back(data)
     try:
-        return config_class.model_validate(data)
+        cfg = config_class.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, config_class, data), source) from None
+    cfg.notices.extend(notices)
+    return cfg
+
+
+# The value secrets are replaced with in dumps (see `mask_secrets`).
+MASKED = "***"
+
+
+def _fed_back(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A resolved `finetuning_config.yaml` given as a config: its `_provenance` (versions, git sha) is a record, not
+    a setting, and a masked secret is not a token to send anywhere: both are dropped, the secret with a notice."""
+    notices: list[str] = []
+    data = _drop_masked({k: v for k, v in data.items() if k != "_provenance"}, "", notices)
+    return data, notices
+
+
+def _drop_masked(value: Any, path: str, notices: list[str]) -> Any:
+    if isinstance(value, list):
+        return [_drop_masked(v, f"{path}[{i}]", notices) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else str(key)
+        if item == MASKED and _is_secret_key(str(key)):
+            notices.append(f"{where}: {MASKED!r} is a masked secret (a saved config); treated as unset")
+            continue
+        out[key] = _drop_masked(item, where, notices)
+    return out
 
 
 # --- error formatting -------------------------------------------------------------------------------------------
@@ -316,4 +379,34 @@ def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
     if cfg.legacy_logging_dir is not None:
         data["training_args"]["logging_dir"] = cfg.legacy_logging_dir
     data["training_args"].update(cfg.engine_training_args())
+    _make_paths_absolute(data)
     return _mask(data)
+
+
+def _make_paths_absolute(data: dict[str, Any]) -> None:
+    """Every local path of the dump made absolute (relative ones are relative to the working directory of the run),
+    so that the saved config runs the same from anywhere. Hub ids (no such local path) stay as they are."""
+    data_conf = data["data_conf"]
+    for dataset in [*data_conf["training_data"].get("datasets", []), *data_conf["validation_data"].get("datasets", [])]:
+        dataset["path"] = str(resolve_user_path(dataset["path"]))
+    run_conf = data["run_conf"]
+    for section, key in [(run_conf, "model"), (run_conf, "tokenizer"), (data.get("peft_conf") or {}, "name_or_path")]:
+        if key in section:
+            section[key] = _local_path(section[key])
+    if run_conf.get("resume_from_checkpoint") not in (None, True, False, "auto"):
+        run_conf["resume_from_checkpoint"] = _local_path(run_conf["resume_from_checkpoint"])
+    model_args = run_conf.get("model_args") or {}
+    paths = [(model_args, "cache_dir"), (model_args, "offload_folder")]
+    paths += [(data["training_args"], key) for key in ("output_dir", "logging_dir", "deepspeed")]
+    for section, key in paths:
+        if isinstance(section.get(key), str):
+            section[key] = str(resolve_user_path(section[key]))
+
+
+def _local_path(name: Any) -> Any:
+    """`name` as an absolute path when it is one (it exists here, or is written as a path); else unchanged."""
+    if not isinstance(name, str) or not name:
+        return name
+    if name.startswith(("/", ".", "~")) or resolve_user_path(name).exists():
+        return str(resolve_user_path(name))
+    return name

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from finetuning.config._base import DirectoryName, StrictModel
 
@@ -77,6 +77,14 @@ class ModelArguments(StrictModel):
         return self
 
 
+def _unquoted_no(value: Any) -> Any:
+    # YAML 1.1 reads an unquoted `determinism: no` as false; the user meant the level "no".
+    return "no" if value is False else value
+
+
+Determinism = Annotated[Literal["no", "half", "full"], BeforeValidator(_unquoted_no)]
+
+
 class RunConfig(StrictModel):
     """Experiment running configuration."""
 
@@ -101,4 +109,13 @@ class RunConfig(StrictModel):
     )
     final_checkpoint_name: DirectoryName = Field(
         "checkpoint-final", description="Name of final checkpoint. Should be left as default"
+    )
+    determinism: Determinism = Field(
+        "no",
+        description=(
+            "Reproducibility beyond the seed. no: seeded only (fastest). half: prefer deterministic implementations "
+            "(torch deterministic algorithms with warnings only, cuDNN deterministic, no cuDNN benchmark). full: "
+            "only deterministic implementations; an operation without one fails the run (also sets "
+            "CUBLAS_WORKSPACE_CONFIG and the other variables of transformers' full determinism)."
+        ),
     )

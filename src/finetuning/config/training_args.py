@@ -46,6 +46,7 @@ class TrainingArgsResult:
     args: dict[str, Any]
     notices: list[str] = field(default_factory=list)
     logging_dir: str | None = None
+    overwrite_output_dir: bool = False  # legacy key, consumed by the engine (train.run: fresh start over old outputs)
 
 
 def default_output_dir() -> str:
@@ -247,6 +248,35 @@ def _suggest(key: str, names: typing.Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _trl_key_hints() -> dict[str, str]:
+    """TRL's SFTConfig / DPO dataset keys that people carry over, and where the same setting lives here."""
+    from finetuning.config.sft import SFTArguments
+
+    packing = (
+        "use sft_args.packing"
+        if "packing" in SFTArguments.model_fields
+        else "packing is not supported yet (each example is its own sequence)"
+    )
+    completions = "use sft_args.train_on_completions_only (loss on the assistant's turns only)"
+    return {
+        "max_length": "use sft_args.max_seq_length",  # DPOConfig / KTOConfig have max_length: never unknown there
+        "max_seq_length": "use sft_args.max_seq_length",
+        "packing": packing,
+        "padding_free": packing,
+        "completion_only_loss": completions,
+        "assistant_only_loss": completions,
+        "dataset_text_field": "rows are chat conversations (`messages`), rendered by data_conf.chat_template_name",
+    }
+
+
+def _unknown_key(key: str, valid: set[str], prefix: str) -> str:
+    """`unknown key`, with where the setting lives here (a TRL-style key) or a did-you-mean."""
+    hint = _trl_key_hints().get(key) if prefix == "training_args" else None
+    if hint is not None and key == "max_seq_length" and "max_length" in valid:
+        hint = "use training_args.max_length"
+    return f"unknown key; {hint}" if hint is not None else f"unknown key{_suggest(key, valid)}"
+
+
 def _format_type_error(err: dict[str, Any], prefix: str) -> str:
     # loc[0] is the key; deeper parts are union member names or list indices, not useful to the user.
     return f"{prefix}.{err['loc'][0]}: {clean_message(err['msg'])}"
@@ -260,7 +290,7 @@ def check_dataclass_kwargs(args: dict[str, Any], dataclass_type: type, prefix: s
     """Problems with `args` as keyword arguments of `dataclass_type` (unknown keys with a did-you-mean, enum values,
     value types), each as `prefix.key: message`. Coerces numbers that YAML left as strings, in place."""
     valid = {f.name for f in _init_fields(dataclass_type)}
-    problems = [f"{prefix}.{key}: unknown key{_suggest(str(key), valid)}" for key in args if key not in valid]
+    problems = [f"{prefix}.{key}: {_unknown_key(str(key), valid, prefix)}" for key in args if key not in valid]
     known = {key: value for key, value in args.items() if key in valid}
     numbers = _number_fields(dataclass_type)
     for key in [key for key, value in known.items() if isinstance(value, bool) and key in numbers]:
@@ -292,6 +322,7 @@ def process_training_args(args: dict[str, Any], dataclass_type: type) -> Trainin
     problems: list[str] = []
     notices: list[str] = []
     logging_dir: str | None = None
+    overwrite_output_dir = False
 
     def legacy(key: str) -> bool:
         # Only translate a key the installed library no longer has; if it still exists, pass it through.
@@ -337,11 +368,15 @@ def process_training_args(args: dict[str, Any], dataclass_type: type) -> Trainin
             args["eval_strategy"] = value
             notices.append(f"training_args.evaluation_strategy: renamed to eval_strategy: {value}")
     if legacy("overwrite_output_dir"):
-        args.pop("overwrite_output_dir")
-        notices.append(
-            "training_args.overwrite_output_dir: ignored; no longer a TrainingArguments option "
-            "(run_conf.resume_from_checkpoint decides whether existing checkpoints are used)"
-        )
+        overwrite_output_dir = args.pop("overwrite_output_dir")
+        if not isinstance(overwrite_output_dir, bool):
+            problems.append(f"training_args.overwrite_output_dir: must be true or false, got {overwrite_output_dir!r}")
+            overwrite_output_dir = False
+        elif overwrite_output_dir:
+            notices.append(
+                "training_args.overwrite_output_dir: true → a fresh start (resume_from_checkpoint: false, or nothing "
+                "to resume) first deletes an earlier run's checkpoints, final model and report in output_dir"
+            )
     if legacy("logging_dir"):
         logging_dir = args.pop("logging_dir")
         if logging_dir is not None and not isinstance(logging_dir, str):
@@ -380,7 +415,9 @@ def process_training_args(args: dict[str, Any], dataclass_type: type) -> Trainin
         raise TrainingArgsError(problems)
     if args.get("output_dir") is None:
         args["output_dir"] = default_output_dir()
-    return TrainingArgsResult(args=args, notices=notices, logging_dir=logging_dir)
+    return TrainingArgsResult(
+        args=args, notices=notices, logging_dir=logging_dir, overwrite_output_dir=overwrite_output_dir
+    )
 
 
 def validate_training_args(args: dict[str, Any], dataclass_type: type) -> tuple[dict[str, Any], list[str]]:

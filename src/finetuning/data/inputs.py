@@ -2,17 +2,22 @@
 
 A data input is a CONCATENATION or PRECOMPUTE_WEIGHTED_MIX section of `data_conf`; its rows are checked by a
 method-specific `row_problem` function (SFT messages, DPO pairs, KTO examples) so that errors carry file:line.
+
+The order (`prepare_splits`): read and check every file → process each training file (tokenise, drop too-long
+examples) → AUTO_SPLIT each file's distinct examples (seeded) → mix or concatenate the training parts. Splitting
+after the length filter makes the ratio apply to usable examples (as in the Silogen engine); splitting before the
+weighted mix makes sure its repetitions never put a copy of a training example into validation.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from datasets import Dataset
 
-from .mixing import auto_split, concatenate, longest_first, weighted_mix
+from .mixing import concatenate, longest_first, split_sources, weighted_mix
 from .readers import DataError, read_all
 
 logger = logging.getLogger(__name__)
@@ -54,11 +59,21 @@ def map_workers(num_proc: int | None, dataset: Dataset) -> int | None:
     return num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None
 
 
-def combine(data_input, parts: list[Dataset]) -> Dataset:
+def sampled_sources(data_input, parts: list[Dataset]) -> list[tuple[Dataset, float]]:
+    """(dataset, sampling weight) of each file that is trained on: weight 0 leaves a file out entirely (validation
+    included); CONCATENATION weighs every file 1.0."""
+    weights = [getattr(dataset, "sampling_weight", 1.0) for dataset in data_input.datasets]
+    return [(part, weight) for part, weight in zip(parts, weights, strict=True) if weight > 0]
+
+
+def combine(data_input, parts: list[Dataset], weights: list[float]) -> Dataset:
+    """The training dataset from its processed files; a file left empty (every example too long, or all in
+    validation) takes no part in the mix."""
+    kept = [(part, weight) for part, weight in zip(parts, weights, strict=True) if len(part)]
+    kept = kept or [(parts[0], 1.0)]  # every file empty: an empty dataset, which the trainer refuses
     if data_input.type == "PRECOMPUTE_WEIGHTED_MIX":
-        weights = [dataset.sampling_weight for dataset in data_input.datasets]
-        return weighted_mix(parts, weights, data_input.seed)
-    return concatenate(parts)
+        return weighted_mix([part for part, _ in kept], [weight for _, weight in kept], data_input.seed)
+    return concatenate([part for part, _ in kept])
 
 
 def validate_inputs(data_conf, row_problem: Callable[[dict], str | None]) -> int:
@@ -69,17 +84,23 @@ def validate_inputs(data_conf, row_problem: Callable[[dict], str | None]) -> int
     return len(paths)
 
 
+# Raised whenever the pipeline orders, splits or mixes examples differently from the same inputs (2: AUTO_SPLIT per
+# file before the mix), so a checkpoint of the old order is not resumed onto the new one.
+PIPELINE_VERSION = 2
+
+
 def data_fingerprint(data_conf, settings: dict) -> str:
-    """A digest of everything that decides which example comes at which position: the bytes of every data file and
-    the data settings (mixing, split, template, `settings` such as max_seq_length). A checkpoint stores it, so a
-    resume onto changed data is refused instead of continuing at a position in other examples."""
+    """A digest of everything that decides which example comes at which position: the bytes of every data file, the
+    data settings (mixing, split, template, `settings` such as max_seq_length) and the pipeline version. A checkpoint
+    stores it, so a resume onto changed data is refused instead of continuing at a position in other examples."""
     import hashlib
     import json
 
     from ..paths import resolve_user_path
 
     digest = hashlib.sha256()
-    digest.update(json.dumps([data_conf.model_dump(mode="json"), settings], sort_keys=True, default=str).encode())
+    described = [PIPELINE_VERSION, data_conf.model_dump(mode="json"), settings]
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     for _, data_input in _listed_inputs(data_conf):
         for dataset in data_input.datasets:
             try:
@@ -99,21 +120,21 @@ def _listed_inputs(data_conf) -> list[tuple[str, object]]:
     return inputs
 
 
-def drop_too_long(dataset: Dataset, max_length: int, what: str, report: DataReport, setting: str) -> Dataset:
-    """Drop (and count, and say) examples whose `length` exceeds `max_length`; never truncate silently."""
-    kept = dataset.filter(lambda lengths: [n <= max_length for n in lengths], input_columns="length", batched=True)
-    dropped = len(dataset) - len(kept)
+def drop_too_long(parts: list[Dataset], max_length: int, what: str, report: DataReport, setting: str) -> list[Dataset]:
+    """Drop (and count, and say) examples whose `length` exceeds `max_length`, in each file's dataset; never
+    truncate silently. Counted over all `parts` together: one file may lose everything, the data as a whole may not."""
+    kept = [
+        part.filter(lambda lengths: [n <= max_length for n in lengths], input_columns="length", batched=True)
+        for part in parts
+    ]
+    total, left = sum(len(part) for part in parts), sum(len(part) for part in kept)
+    dropped = total - left
     report.dropped_too_long[what] = dropped
     if dropped:
         logger.warning(
-            "%s data: dropped %d of %d examples longer than %s=%d tokens",
-            what,
-            dropped,
-            len(dataset),
-            setting,
-            max_length,
+            "%s data: dropped %d of %d examples longer than %s=%d tokens", what, dropped, total, setting, max_length
         )
-    if dropped and not len(kept):  # training (or evaluating) on nothing is never what was meant
+    if dropped and not left:  # training (or evaluating) on nothing is never what was meant
         raise DataError(
             f"{setting}: all {dropped} {what} examples are longer than {max_length} tokens, so none is left; "
             f"raise {setting} or shorten the examples"
@@ -121,23 +142,34 @@ def drop_too_long(dataset: Dataset, max_length: int, what: str, report: DataRepo
     return kept
 
 
+def sum_over_batches(dataset: Dataset, columns: Iterable[str], count: Callable, batch_size: int = 10_000) -> int:
+    """Sum of `count(batch)` over the dataset read as Arrow tables of `columns`, batch by batch: token counts without
+    a whole column as a Python list."""
+    arrow = dataset.select_columns(list(columns)).with_format("arrow")
+    return sum(int(count(batch)) for batch in arrow.iter(batch_size=batch_size))
+
+
 def prepare_splits(
     data_conf,
     read: Callable[[object, str], list[Dataset]],
-    process: Callable[[Dataset, str], Dataset],
+    process: Callable[[list[Dataset], str], list[Dataset]],
 ) -> tuple[Dataset, Dataset | None]:
-    """Training and validation datasets in the Silogen order: read → mix → process (tokenise, drop too long) →
-    AUTO_SPLIT, so the split ratio applies to usable examples; validation sorted longest-first (OOM shows at once).
+    """Training and validation datasets: read → process each file (tokenise, drop too long) → AUTO_SPLIT each
+    file's distinct examples → mix; validation sorted longest-first (OOM shows at once). See the module docstring.
 
-    Every file is read (and checked) before any is processed, so bad training and validation data show together."""
+    Every file is read (and checked) before any is processed, so bad training and validation data show together.
+    `process` maps the datasets of one data input's files (one per file) to their processed versions."""
     validation_conf = data_conf.validation_data
     training_parts, *validation_parts = _read_each(read, _listed_inputs(data_conf))
-    train = process(combine(data_conf.training_data, training_parts), "training")
+    sources = sampled_sources(data_conf.training_data, training_parts)
+    weights = [weight for _, weight in sources]
+    training_parts = process([part for part, _ in sources], "training")
     evaluation = None
     if validation_conf.type == "AUTO_SPLIT":
-        train, evaluation = auto_split(train, validation_conf.ratio, validation_conf.seed)
+        training_parts, evaluation = split_sources(training_parts, validation_conf.ratio, validation_conf.seed)
     elif validation_parts:
-        evaluation = process(concatenate(validation_parts[0]), "validation")
+        evaluation = concatenate(process(validation_parts[0], "validation"))
+    train = combine(data_conf.training_data, training_parts, weights)
     if evaluation is not None and "length" in evaluation.column_names:  # untokenised data (KTO) stays as it is
         evaluation = longest_first(evaluation)
     return train, evaluation

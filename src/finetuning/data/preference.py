@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyarrow.compute as pc
 from datasets import Dataset
 from trl.data_utils import common_prefix_length
 
-from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
+from .inputs import (
+    DataReport,
+    drop_too_long,
+    map_workers,
+    prepare_splits,
+    read_input,
+    sum_over_batches,
+    validate_inputs,
+)
 from .readers import check_messages
 from .templates import TemplateError, get_template, render, role_order_problem, template_refusal
 
@@ -32,7 +41,9 @@ def _completion_problem(messages, key: str) -> str | None:
 def dpo_row_problem(row: dict) -> str | None:
     missing = [key for key in PAIR_KEYS if key not in row]
     if missing:
-        return f"missing {missing} (a DPO row has {', '.join(PAIR_KEYS)}; keys found: {sorted(row)})"
+        trl_style = "chosen" in row or "rejected" in row
+        trl = "; TRL-style prompt/chosen/rejected: rename to *_messages, each a message list" if trl_style else ""
+        return f"missing {missing} (a DPO row has {', '.join(PAIR_KEYS)}; keys found: {sorted(row)}{trl})"
     problem = check_messages(row["prompt_messages"], "prompt_messages") or next(
         (p for key in PAIR_KEYS[1:] if (p := _completion_problem(row[key], key))), None
     )
@@ -144,14 +155,17 @@ def build_dpo_datasets(
     """Tokenised (train, validation or None, report); columns prompt_ids, chosen_ids, rejected_ids."""
     report = DataReport()
 
-    def process(dataset: Dataset, what: str) -> Dataset:
-        tokenized = dataset.map(
-            tokenize_pair,
-            fn_kwargs={"tokenizer": tokenizer, "max_prompt_length": max_prompt_length},
-            remove_columns=dataset.column_names,
-            num_proc=map_workers(num_proc, dataset),
-            desc=f"Tokenizing {what} pairs",
-        )
+    def process(parts: list[Dataset], what: str) -> list[Dataset]:
+        tokenized = [
+            part.map(
+                tokenize_pair,
+                fn_kwargs={"tokenizer": tokenizer, "max_prompt_length": max_prompt_length},
+                remove_columns=part.column_names,
+                num_proc=map_workers(num_proc, part),
+                desc=f"Tokenizing {what} pairs",
+            )
+            for part in parts
+        ]
         return tokenized if max_length is None else drop_too_long(tokenized, max_length, what, report, SETTING)
 
     row_problem = preference_row_checker("dpo", data_conf, tokenizer)
@@ -183,15 +197,13 @@ def build_kto_datasets(data_conf, tokenizer, seed: int) -> tuple[Dataset, Datase
     """Conversational KTO examples; TRL's KTOTrainer tokenises them with the installed chat template (and adds the
     mismatched completions its KL estimate needs), which renders exactly as `split_prompt` above.
 
-    Training examples are shuffled here (seeded): KTO reads them in a fixed order, and an unpaired pair's two halves
-    must not sit side by side in every batch."""
+    Training examples are shuffled here (seeded), after the split and mix: KTO reads them in a fixed order, and an
+    unpaired pair's two halves must not sit side by side in every batch."""
     report = DataReport()
 
-    def process(dataset: Dataset, what: str) -> Dataset:
-        examples = _as_kto_examples(dataset)
-        if what == "training":
-            examples = examples.shuffle(seed=seed).flatten_indices()
-        for example in examples.select(range(min(1, len(examples)))):
+    def process(parts: list[Dataset], what: str) -> list[Dataset]:
+        examples = [_as_kto_examples(part) for part in parts]
+        for example in examples[0].select(range(min(1, len(examples[0])))):
             split_prompt(example["prompt"], example["completion"], tokenizer)  # fail early on an unusable template
         return examples
 
@@ -199,15 +211,44 @@ def build_kto_datasets(data_conf, tokenizer, seed: int) -> tuple[Dataset, Datase
     train, evaluation = prepare_splits(
         data_conf, lambda data_input, where: read_input(data_input, row_problem, KTO_COLUMNS, where), process
     )
+    train = train.shuffle(seed=seed).flatten_indices()
     report.train_examples, report.eval_examples = len(train), 0 if evaluation is None else len(evaluation)
+    report.train_tokens, report.trained_tokens = kto_token_counts(train, tokenizer)
     return train, evaluation, report
 
 
+def kto_token_counts(examples: Dataset, tokenizer, batch_size: int = 1000) -> tuple[int, int]:
+    """(prompt + completion tokens, completion tokens) of KTO examples, tokenised as TRL's KTOTrainer does: the
+    chat-templated prompt (with generation prompt) and prompt + completion, the completion starting where the two
+    diverge. Counted before KTO's `max_length` truncation and without the KL term's mismatched completions."""
+    tokens = trained = 0
+    for batch in examples.select_columns(["prompt", "completion"]).iter(batch_size=batch_size):
+        for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True):
+            prompt_ids = _chat_ids(tokenizer, prompt, add_generation_prompt=True)
+            full_ids = _chat_ids(tokenizer, prompt + completion)
+            tokens += len(full_ids)
+            trained += len(full_ids) - common_prefix_length(prompt_ids, full_ids)
+    return tokens, trained
+
+
+def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    encoding = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+    )
+    return list(encoding["input_ids"])
+
+
 def _fill_report(report: DataReport, train: Dataset, evaluation: Dataset | None, completion_columns) -> None:
+    """Counts of one epoch, batch by batch (Arrow compute): tokens as fed to the model (prompt + the longer
+    completion), trained = every completion's tokens."""
     report.train_examples = len(train)
     report.eval_examples = 0 if evaluation is None else len(evaluation)
-    report.train_tokens = sum(train["length"])
-    report.trained_tokens = sum(len(ids) for column in completion_columns for ids in train[column])
+    report.train_tokens = sum_over_batches(train, ["length"], lambda batch: pc.sum(batch["length"]).as_py() or 0)
+    report.trained_tokens = sum_over_batches(
+        train,
+        completion_columns,
+        lambda batch: sum(pc.sum(pc.list_value_length(batch[column])).as_py() or 0 for column in completion_columns),
+    )
 
 
 def row_schema(method: str):

@@ -1,7 +1,8 @@
-"""SFT data pipeline: read → mix → tokenise → drop too-long → split → sort validation longest-first.
+"""SFT data pipeline: read → tokenise each file → drop too-long → split → mix → sort validation longest-first.
 
-The order follows the Silogen engine: AUTO_SPLIT happens after tokenisation and length filtering, so the validation
-ratio applies to the examples that are actually usable.
+As in the Silogen engine, AUTO_SPLIT happens after tokenisation and length filtering, so the validation ratio applies
+to the examples that are actually usable; unlike it, the split comes before the weighted mix, so that the mix's
+repetitions never put copies of training examples into validation (data/inputs.py).
 """
 
 from __future__ import annotations
@@ -9,12 +10,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import pyarrow.compute as pc
 from datasets import Dataset
 
-from .inputs import DataReport, drop_too_long, map_workers, prepare_splits, read_input, validate_inputs
+from .inputs import (
+    DataReport,
+    drop_too_long,
+    map_workers,
+    prepare_splits,
+    read_input,
+    sum_over_batches,
+    validate_inputs,
+)
 from .readers import sft_row_problem
 from .templates import Markers, get_template, role_order_problem, template_refusal
-from .tokenize import tokenize_batch
+from .tokenize import IGNORE_INDEX, tokenize_batch
 
 logger = logging.getLogger(__name__)
 SETTING = "sft_args.max_seq_length"
@@ -52,6 +62,17 @@ def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: in
     )
 
 
+def _token_counts(train: Dataset) -> tuple[int, int]:
+    """(tokens, tokens with a label) of one epoch, summed batch by batch with Arrow compute."""
+    tokens = sum_over_batches(train, ["length"], lambda batch: pc.sum(batch["length"]).as_py() or 0)
+    trained = sum_over_batches(
+        train,
+        ["labels"],
+        lambda batch: pc.sum(pc.not_equal(pc.list_flatten(batch["labels"]), IGNORE_INDEX)).as_py() or 0,
+    )
+    return tokens, trained
+
+
 def build_sft_datasets(
     data_conf, sft_args, tokenizer, markers: Markers | None, num_proc: int | None = None
 ) -> tuple[Dataset, Dataset | None, DataReport]:
@@ -59,8 +80,8 @@ def build_sft_datasets(
     report = DataReport()
     completions_only = markers is not None
 
-    def process(dataset: Dataset, what: str) -> Dataset:
-        tokenized = _tokenize(dataset, tokenizer, markers, num_proc, what)
+    def process(parts: list[Dataset], what: str) -> list[Dataset]:
+        tokenized = [_tokenize(part, tokenizer, markers, num_proc, what) for part in parts]
         return drop_too_long(tokenized, sft_args.max_seq_length, what, report, SETTING)
 
     row_problem = sft_row_checker(data_conf, completions_only, tokenizer)
@@ -69,7 +90,9 @@ def build_sft_datasets(
     )
 
     if completions_only:
-        report.without_assistant_marker = sum(1 for turns in train["assistant_turns"] if turns == 0)
+        report.without_assistant_marker = sum_over_batches(
+            train, ["assistant_turns"], lambda batch: pc.sum(pc.equal(batch["assistant_turns"], 0)).as_py() or 0
+        )
         if report.without_assistant_marker:
             logger.warning(
                 "%d training examples contain no assistant start marker %r: they train on nothing",
@@ -78,8 +101,7 @@ def build_sft_datasets(
             )
     report.train_examples = len(train)
     report.eval_examples = 0 if evaluation is None else len(evaluation)
-    report.train_tokens = sum(train["length"])
-    report.trained_tokens = sum(sum(1 for label in labels if label != -100) for labels in train["labels"])
+    report.train_tokens, report.trained_tokens = _token_counts(train)
     train = train.remove_columns("assistant_turns")
     if evaluation is not None:
         evaluation = evaluation.remove_columns("assistant_turns")

@@ -27,6 +27,12 @@ def looks_local(name_or_path: str) -> bool:
     return name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists()
 
 
+def base_model_reference(name_or_path: str) -> str:
+    """How a saved adapter names its base: a local path made absolute (relative to the working directory, as the
+    config meant it), so the adapter loads from any directory; a hub id as given."""
+    return str(resolve_user_path(name_or_path)) if looks_local(name_or_path) else name_or_path
+
+
 def shown_source(name_or_path: str) -> str:
     """How error messages name a model source: a local path resolved against the working directory (as the Silogen
     engine resolves relative paths), a hub id quoted as given."""
@@ -35,16 +41,67 @@ def shown_source(name_or_path: str) -> str:
     return repr(name_or_path)
 
 
-def model_source_problem(name_or_path: str, key: str = "run_conf.model") -> str | None:
-    """A local-looking path that does not exist is a user error; anything else may be a hub id (org/name)."""
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (read now: tests and launchers set it after import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def similar_local_dir(path: Path) -> Path | None:
+    """A directory beside `path` with a close name (`tiny-bse` → `tiny-base`): a typo, not a hub id."""
+    import difflib
+
+    parent = path.parent
+    try:
+        names = [entry.name for entry in parent.iterdir() if entry.is_dir()] if parent.is_dir() else []
+    except OSError:
+        return None
+    match = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return parent / match[0] if match else None
+
+
+def in_hub_cache(repo_id: str, filename: str, model_args=None) -> bool | None:
+    """Whether the hub repo's `filename` is in the local HF cache (no network); None when `repo_id` is no valid id."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cache_dir = getattr(model_args, "cache_dir", None)
+    revision = getattr(model_args, "revision", None)
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str)
+    except ValueError:  # HFValidationError: not a repo id at all
+        return None
+
+
+def model_source_problem(
+    name_or_path: str, key: str = "run_conf.model", model_args=None, marker: str = "config.json"
+) -> str | None:
+    """A source that is not a local directory: a missing local path is an error; a name is a hub id, which offline
+    (HF_HUB_OFFLINE) must already be in the local cache (`marker` is the file looked up there); online it is fetched
+    (logged). A similar local directory is suggested either way: a mistyped path would otherwise mean minutes of
+    download retries."""
     path = resolve_user_path(name_or_path)
-    if looks_local(name_or_path) and not path.exists():
-        return f"{key}: {path}: not found (a local path; hub ids look like 'org/name')"
+    if path.exists():
+        return None
+    similar = similar_local_dir(path)
+    hint = f"; did you mean {similar}?" if similar else ""
+    if looks_local(name_or_path):
+        return f"{key}: {path}: not found (a local path; hub ids look like 'org/name'){hint}"
+    subfolder = getattr(model_args, "subfolder", None) or ""
+    cached = in_hub_cache(name_or_path, f"{subfolder}/{marker}" if subfolder else marker, model_args)
+    if cached is None:
+        return f"{key}: {name_or_path!r}: neither a local directory ({path} does not exist) nor a valid hub id{hint}"
+    if cached:
+        return None
+    if hub_offline():
+        return (
+            f"{key}: {name_or_path!r}: not a local directory ({path} does not exist) and not in the local Hugging "
+            f"Face cache, and HF_HUB_OFFLINE is set, so it cannot be fetched from the Hub{hint}"
+        )
+    logger.warning("%s: %r is not a local directory: it will be fetched from the Hub%s", key, name_or_path, hint)
     return None
 
 
-def adapter_source_problem(name_or_path: str, key: str = "peft_conf.name_or_path") -> str | None:
-    problem = model_source_problem(name_or_path, key)
+def adapter_source_problem(name_or_path: str, key: str = "peft_conf.name_or_path", model_args=None) -> str | None:
+    problem = model_source_problem(name_or_path, key, model_args, marker="adapter_config.json")
     path = Path(name_or_path).expanduser()
     if problem is None and path.is_dir() and not (path / "adapter_config.json").is_file():
         return f"{key}: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"
@@ -86,14 +143,15 @@ def pickle_adapter_problem(name_or_path: str, model_args, key: str, args_key: st
 def check_model_sources(run_conf, peft_conf=None) -> None:
     """Fail before any download or load when the model / tokenizer / adapter path is plainly missing, or a local
     model or adapter only has pickle weights while safetensors are required."""
+    args = run_conf.model_args
     problems = [
-        model_source_problem(run_conf.model),
-        pickle_weights_problem(run_conf.model, run_conf.model_args),
+        model_source_problem(run_conf.model, "run_conf.model", args),
+        pickle_weights_problem(run_conf.model, args),
     ]
     if run_conf.tokenizer:
-        problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer"))
+        problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer", args, "tokenizer_config.json"))
     if peft_conf is not None and peft_conf.peft_type == "PRETRAINED_PEFT":
-        problems.append(adapter_source_problem(peft_conf.name_or_path))
+        problems.append(adapter_source_problem(peft_conf.name_or_path, model_args=args))
         problems.append(
             pickle_adapter_problem(
                 peft_conf.name_or_path, run_conf.model_args, "peft_conf.name_or_path", "run_conf.model_args"

@@ -1,7 +1,10 @@
 """Tokenizer set-up: load, install the named chat template (adding its special tokens), pad token, inference save.
 
-The training tokenizer and the saved one differ on purpose: what is saved is set up for inference (bos added,
-no eos appended, eos = the template's assistant end marker), so a served model stops where it was taught to.
+The training tokenizer and the saved one differ on purpose: what is saved is set up for inference (no eos appended,
+eos = the template's assistant end marker), so a served model stops where it was taught to. The saved tokenizer adds
+bos only when the chat template does not write it: `tok(tok.apply_chat_template(msgs, tokenize=False))` and
+`tok.apply_chat_template(msgs)` then give the same ids, with one bos (a tokenizer that adds bos to text that already
+starts with it gives two, and the model never saw two in training).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from ..data.templates import ChatTemplate, Markers, TemplateError, resolve_markers
+from ..data.templates import ChatTemplate, Markers, TemplateError, render, resolve_markers
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +76,25 @@ def apply_pad_strategy(tokenizer, strategy: str) -> None:
     tokenizer.pad_token = token
 
 
-def install_inference_save(tokenizer, end_marker: str) -> None:
+def template_writes_bos(tokenizer) -> bool:
+    """Whether the installed chat template starts a conversation with the bos token (all named templates do)."""
+    bos = tokenizer.bos_token
+    if not bos or not getattr(tokenizer, "chat_template", None):
+        return False
+    try:
+        return render([{"role": "user", "content": "x"}], tokenizer).startswith(bos)
+    except TemplateError:  # a template that refuses a lone user turn: judge by its text instead
+        return "bos_token" in tokenizer.chat_template
+
+
+def install_inference_save(tokenizer, end_marker: str, add_bos: bool = True) -> None:
     """Every save (checkpoints included) writes the inference set-up, then the in-memory training set-up is restored."""
     original_save = tokenizer.save_pretrained
 
     @functools.wraps(original_save)
     def save_pretrained(*args, **kwargs):
         saved = (tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token)
-        tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token = True, False, end_marker
+        tokenizer.add_bos_token, tokenizer.add_eos_token, tokenizer.eos_token = add_bos, False, end_marker
         try:
             return original_save(*args, **kwargs)
         finally:
@@ -102,7 +116,7 @@ def setup_tokenizer(tokenizer, template: ChatTemplate, data_conf) -> tuple[Marke
         )
     apply_pad_strategy(tokenizer, data_conf.missing_pad_token_strategy)
     markers = resolve_markers(template, tokenizer)
-    install_inference_save(tokenizer, markers.assistant_end)
+    install_inference_save(tokenizer, markers.assistant_end, add_bos=not template_writes_bos(tokenizer))
     if added:
         logger.info("chat template %r added special tokens %s to the vocabulary", template.name, added)
     return markers, added

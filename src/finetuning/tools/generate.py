@@ -34,6 +34,7 @@ from typing import Any
 from ..config.generate import EvalDataPrompts, GenerateConfig, load_generate_config
 from ..data.readers import check_messages, read_rows
 from ..errors import UserError, report_user_error
+from ..model.adapter_dir import adapter_dir_as_model_problem
 from ..model.loading import (
     ModelSetupError,
     adapter_source_problem,
@@ -113,11 +114,12 @@ def read_prompts(prompt_conf) -> list[Prompt]:
 
 
 def check_sources(model_conf) -> None:
-    """A plainly missing local model / adapter / tokenizer path, or pickle-only weights while safetensors are
-    required (the default), is a user error before anything loads."""
+    """A plainly missing local model / adapter / tokenizer path, an adapter directory given as the model, or
+    pickle-only weights while safetensors are required (the default), is a user error before anything loads."""
     args = model_conf.model_args
     problems = [
         model_source_problem(model_conf.model, "model_conf.model"),
+        adapter_dir_as_model_problem(model_conf.model, "model_conf.model", "model_conf.adapter"),
         pickle_weights_problem(model_conf.model, args, "model_conf.model", "model_conf.model_args"),
     ]
     if model_conf.tokenizer:

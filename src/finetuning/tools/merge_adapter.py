@@ -52,13 +52,31 @@ def _load_tokenizer(tokenizer: str | None, adapter_dir: Path, basemodel: str):
     return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
 
 
+def write_merged_card(out: Path, basemodel: str, adapter_dir: Path) -> None:
+    """Our model card for the merged model, with the training settings when the adapter came from this engine."""
+    import yaml
+
+    from ..model.loading import base_model_reference
+    from ..train.model_card import write_model_card
+    from ..train.saving import RESOLVED_CONFIG_NAME
+
+    resolved = None
+    if (adapter_dir / RESOLVED_CONFIG_NAME).is_file():
+        resolved = yaml.safe_load((adapter_dir / RESOLVED_CONFIG_NAME).read_text(encoding="utf-8"))
+    adapter = str(adapter_dir.expanduser().resolve())
+    write_model_card(out, "merged", base_model_reference(basemodel), resolved, adapter=adapter)
+
+
 def merge_adapter(basemodel: str, peftmodel: str, outpath: str, tokenizer: str | None = None, device_map=None) -> Path:
     import peft
     from transformers import AutoModelForCausalLM
 
+    from ..model.adapter_dir import adapter_dir_as_model_problem
     from ..train.saving import set_generation_stop
 
     adapter_dir = Path(peftmodel)
+    if problem := adapter_dir_as_model_problem(basemodel, "basemodel", "peftmodel"):
+        raise UserError(problem)  # before loading: transformers would fail deep inside its PEFT integration
     if not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"peftmodel: {adapter_dir.resolve()}: no adapter_config.json there (not a PEFT adapter)")
     try:
@@ -81,6 +99,7 @@ def merge_adapter(basemodel: str, peftmodel: str, outpath: str, tokenizer: str |
     out = Path(outpath)
     merged.save_pretrained(out)
     tok.save_pretrained(out)
+    write_merged_card(out, basemodel, adapter_dir)
     logger.info("merged model (%s) saved to %s", str(dtype).replace("torch.", ""), out)
     return out
 

@@ -1,9 +1,12 @@
-"""Build a tiny random-init Llama model and a BPE tokenizer trained on the fly, saved as a normal HF model dir.
+"""Build a tiny random-init Llama (or GPT-2, Gemma2) and a BPE tokenizer trained on the fly, saved as a HF model dir.
 
 The demo and the tests need a real base model without any hub download: this writes one in a few seconds that
 loads with plain `AutoModelForCausalLM` / `AutoTokenizer`, like any checkpoint a user would pass in `run_conf.model`.
 
-    python -m finetuning.tools.tiny_model OUT_DIR [--corpus file.jsonl ...]
+    python -m finetuning.tools.tiny_model OUT_DIR [--corpus file.jsonl ...] [--architecture llama|gpt2|gemma2]
+
+GPT-2 and Gemma2 are there for the architectures the Silogen engine's own end-to-end tests train (Conv1D layers,
+tied embeddings, softcapping); they share the Llama one's tokenizer, so only the architecture differs.
 """
 
 from __future__ import annotations
@@ -70,13 +73,13 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
     return fast
 
 
-def build_model(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed: int = 0):
-    """A random-init Llama; bos/eos ids match the tokenizer built above (special tokens come first)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+ARCHITECTURES = ("llama", "gpt2", "gemma2")
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+
+def _llama_config(vocab_size: int, hidden_size: int, num_layers: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -88,7 +91,57 @@ def build_model(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, see
         eos_token_id=2,
         tie_word_embeddings=False,
     )
-    return LlamaForCausalLM(config)
+
+
+def _gpt2_config(vocab_size: int, hidden_size: int, num_layers: int):
+    """GPT-2 as published: Conv1D layers (`c_attn`, `c_proj`, `c_fc`; LoRA needs fan_in_fan_out), tied embeddings."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=2048,
+        n_embd=hidden_size,
+        n_layer=num_layers,
+        n_head=4,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def _gemma2_config(vocab_size: int, hidden_size: int, num_layers: int):
+    """Gemma2 with what sets it apart kept on: tied embeddings, attention and final logit softcapping, alternating
+    sliding-window layers (a window shorter than the test sequences), embeddings scaled by sqrt(hidden_size)."""
+    from transformers import Gemma2Config
+
+    return Gemma2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 4,
+        query_pre_attn_scalar=hidden_size // 4,
+        sliding_window=16,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,  # like the others: no pad token, the engine must set one
+    )
+
+
+def build_model(
+    vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, architecture: str = "llama"
+):
+    """A random-init causal LM (Llama by default); bos/eos ids match the tokenizer built above (special tokens first)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    configs = {"llama": _llama_config, "gpt2": _gpt2_config, "gemma2": _gemma2_config}
+    if architecture not in configs:
+        raise ValueError(f"architecture: {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(configs[architecture](vocab_size, hidden_size, num_layers))
 
 
 def build_tiny_model(
@@ -98,14 +151,15 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     seed: int = 0,
+    architecture: str = "llama",
 ) -> Path:
-    """Write tokenizer + model to `out_dir` and return it."""
+    """Write tokenizer + model (`architecture`: llama, gpt2 or gemma2; same tokenizer) to `out_dir` and return it."""
     out = Path(out_dir)
     corpus: list[str] = []
     for path in corpus_files:
         corpus.extend(_texts_from_jsonl(Path(path)))
     tokenizer = build_tokenizer(corpus, vocab_size)
-    model = build_model(len(tokenizer), hidden_size, num_layers, seed)
+    model = build_model(len(tokenizer), hidden_size, num_layers, seed, architecture)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -120,8 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="llama")
     args = parser.parse_args(argv)
-    path = build_tiny_model(args.out_dir, args.corpus, args.vocab_size, args.hidden_size, args.num_layers, args.seed)
+    path = build_tiny_model(
+        args.out_dir, args.corpus, args.vocab_size, args.hidden_size, args.num_layers, args.seed, args.architecture
+    )
     print(f"tiny model written to {path}")
 
 

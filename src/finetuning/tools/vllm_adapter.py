@@ -7,6 +7,9 @@ name, then swapped in, so an interruption never leaves a broken adapter. Running
 
 Stripping is refused where those tensors are *trained* weights the adapter needs: full fine-tuning (nothing to
 strip), a vocabulary that grew during training, or `modules_to_save`. Such adapters are served merged instead.
+
+Exit codes: 0 when the adapter is vLLM-compatible afterwards (stripped, or nothing to strip), 1 when stripping was
+refused (the adapter is left as it is and is not vLLM-compatible), 2 for a user error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import UserError, report_user_error
 
 WEIGHTS = "adapter_model.safetensors"
 BACKUP = "old_with_extra_layers_adapter_model.safetensors"
+NOT_COMPATIBLE_EXIT = 1  # stripping refused (2 stays for user errors: a missing adapter, a bad config)
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         return report_user_error(error)
     if not decision.strip:
-        print(f"kept the adapter as it is: {decision.reason}")
-    elif removed:
+        # Non-zero: a pipeline must not go on to hand this adapter to vLLM, which would refuse or mis-serve it.
+        print(f"error: not made vLLM-compatible, the adapter is kept as it is: {decision.reason}", file=sys.stderr)
+        return NOT_COMPATIBLE_EXIT
+    if removed:
         print(f"removed {len(removed)} non-LoRA tensors ({decision.reason}); original kept as {BACKUP}")
     else:
         print("nothing to remove: the adapter already holds only LoRA matrices")

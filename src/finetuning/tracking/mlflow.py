@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UserError
 from .reporting import add_reporter, add_run_name, report_to_list
@@ -138,11 +139,15 @@ def flatten(value, prefix: str = "") -> dict[str, str]:
 
 
 def config_params_callback(resolved_config: dict):
-    """A TrainerCallback that logs the resolved config (secrets already masked), flattened, as run parameters.
+    """A TrainerCallback that logs the resolved config (secrets already masked), flattened, as run parameters, and
+    names the run after its output_dir when nothing else names it.
 
     Added after transformers' MLflowCallback, so the run it started is active; parameters get a `config.` prefix
     to stay clear of the TrainingArguments that callback logs itself."""
     from transformers import TrainerCallback
+
+    # Read now: mlflow.start_run deletes MLFLOW_RUN_ID from the environment when it continues that run.
+    continues_a_run = bool(os.environ.get("MLFLOW_RUN_ID"))
 
     class ConfigParams(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -150,6 +155,9 @@ def config_params_callback(resolved_config: dict):
 
             if not state.is_world_process_zero or mlflow.active_run() is None:
                 return
+            name = None if continues_a_run else default_run_name(args)
+            if name:
+                mlflow.set_tag("mlflow.runName", name)
             params = {f"config.{key}"[:250]: text[:6000] for key, text in flatten(resolved_config).items()}
             try:
                 mlflow.log_params(params)
@@ -159,12 +167,48 @@ def config_params_callback(resolved_config: dict):
     return ConfigParams()
 
 
-def finish_mlflow(report_to, status: str = "FINISHED") -> None:
-    """End the MLflow run at the end of training: transformers keeps a run it resumed (MLFLOW_RUN_ID) open, and a
-    second run in the same process would otherwise log into it. A run stopped by a signal ends as KILLED."""
+def default_run_name(args) -> str | None:
+    """The output_dir's name, for a run nothing else names (MLflow would pick a random "brave-cat-123", which says
+    nothing about which run it is); None when training_args.run_name (or tracking.run_name, copied there) names it.
+    A continued run (MLFLOW_RUN_ID, tracking.run_id) keeps the name it has."""
+    if args.run_name:
+        return None
+    return Path(args.output_dir).resolve().name or None
+
+
+def finish_mlflow(report_to, status: str = "FINISHED", output_dir: str | os.PathLike[str] | None = None) -> None:
+    """Attach the run report from `output_dir` to the MLflow run, so its page shows the loss curve and summary
+    without a visit to the machine that trained, and give the run its final `status` (KILLED for a run stopped by
+    a signal, which gets the report of what it did so far).
+
+    transformers' MLflowCallback ends the run it started when training ends, before the report exists: the report
+    goes to that run by id, and a stopped run is then marked KILLED. A run still open here is ended, so that a
+    second training in the same process does not log into it."""
     if "mlflow" not in (report_to or []):
         return
     import mlflow
 
+    run = mlflow.active_run() or mlflow.last_active_run()
+    if run is None:  # not the main process: only that one starts a run
+        return
+    client = mlflow.MlflowClient()
+    if output_dir is not None:
+        _attach_report(client, run.info.run_id, Path(output_dir))
     if mlflow.active_run() is not None:
         mlflow.end_run(status=status)
+    elif status != "FINISHED":
+        client.set_terminated(run.info.run_id, status)
+
+
+def _attach_report(client, run_id: str, output_dir: Path) -> None:
+    """Log the report files that exist; a failed upload is a warning: the run's own files are already on disk."""
+    from .report import LOSS_CURVE_FILE, METRICS_FILE, SUMMARY_FILE
+
+    for name in (SUMMARY_FILE, LOSS_CURVE_FILE, METRICS_FILE):
+        path = output_dir / name
+        if not path.is_file():
+            continue
+        try:
+            client.log_artifact(run_id, str(path))
+        except Exception as error:  # a server gone away must not turn a finished training into a failure
+            logger.warning("MLflow: could not attach %s to the run: %s", path, error)

@@ -215,8 +215,8 @@ class RunNumbers:
 
 
 def _tokens_per_second(train_tokens: int, epochs_run: float, runtimes: list[float]) -> float | None:
-    """Tokens of the epochs run by the last `train()` call over its runtime; None when tokens are unknown (KTO
-    tokenises inside TRL) or nothing ran."""
+    """Tokens of the epochs run by the last `train()` call over its runtime; None when no tokens were counted or
+    nothing ran."""
     if not train_tokens or not runtimes or runtimes[-1] <= 0 or epochs_run <= 0:
         return None
     return train_tokens * epochs_run / runtimes[-1]
@@ -257,7 +257,7 @@ def print_run_summary(
             f"{report.train_examples}" + (f" (+{report.eval_examples} validation)" if report.eval_examples else ""),
         ),
         ("dropped as too long", _dropped(report)),
-        # KTO data is tokenised inside TRL's trainer, so its token counts are not known here
+        # every method counts its tokens (KTO's as TRL's KTOTrainer tokenises them); 0 only for a report without them
         *(
             [("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} trained)")]
             if report.train_tokens
@@ -329,7 +329,7 @@ def data_rows(report, numbers: RunNumbers) -> list[tuple[str, str]]:
         ("validation examples", str(report.eval_examples)),
         ("dropped as too long", _dropped(report)),
     ]
-    if report.train_tokens:  # unknown for KTO
+    if report.train_tokens:  # a report built without token counts has none to show
         rows += [
             ("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} with loss)"),
             ("tokens trained", f"{round(report.train_tokens * numbers.epochs)} ({numbers.epochs:.2f} epochs)"),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 
 from ..errors import UserError
 from .batch_size import BatchPlan
 from .lr import scaled_learning_rate
+from .processes import num_processes
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,12 @@ def trainingarguments_defaults_for(config_class) -> dict:
     return differing
 
 
-def build_training_config(config_class, training_args: dict, overrides, batchsize_conf, plan: BatchPlan, **engine):
-    """training_args + batch plan + LR/epoch overrides + engine settings → an instance of `config_class`."""
+def build_training_config(
+    config_class, training_args: dict, overrides, batchsize_conf, plan: BatchPlan, *, announce: bool = True, **engine
+):
+    """training_args + batch plan + LR/epoch overrides + engine settings → an instance of `config_class`.
+    `announce`: log what the overrides made of the learning rate (the pre-flight does; the recipe, building the
+    same object again, does not repeat it)."""
     args = {**trainingarguments_defaults_for(config_class), **training_args}
     args.update(
         per_device_train_batch_size=plan.per_device_train_batch_size,
@@ -56,7 +62,7 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
         overrides.lr_batch_size_scaling,
         batchsize_conf.total_train_batch_size,
     )
-    if args["learning_rate"] != training_args.get("learning_rate", args["learning_rate"]):
+    if announce and args["learning_rate"] != training_args.get("learning_rate", args["learning_rate"]):
         logger.info("learning rate after overrides: %g", args["learning_rate"])
     if "disable_tqdm" not in training_args:
         # One progress bar on a terminal; in CI logs and pipes, one plain line per logging step instead.
@@ -65,6 +71,8 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
         from ..model.loading import has_accelerator
 
         args["dataloader_pin_memory"] = has_accelerator()  # pinning is pointless (and warns) without a GPU
+    if "use_cpu" not in training_args and distribute_on_cpu():
+        args["use_cpu"] = True
     args.update(engine)
     if args.get("hub_token"):
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): hand the token over through
@@ -72,5 +80,51 @@ def build_training_config(config_class, training_args: dict, overrides, batchsiz
         os.environ.setdefault("HF_TOKEN", args.pop("hub_token"))
     try:
         return config_class(**args)
-    except ValueError as error:  # the arguments class's own consistency checks (__post_init__)
-        raise UserError(f"training_args: {error}") from None
+    except (ValueError, ImportError) as error:  # the class's own consistency checks (__post_init__), or a missing
+        # package an option needs (deepspeed)
+        raise UserError(config_key_wording(str(error), args)) from None
+
+
+def distribute_on_cpu() -> bool:
+    """Several processes and no accelerator: without `use_cpu` accelerate sets up no DDP (each process trains alone
+    on its share of the data while the log claims a distributed run); with it, gloo DDP, exact. Decided before the
+    first TrainingArguments is built, as that fixes accelerate's process state for the whole process."""
+    from ..model.loading import has_accelerator
+
+    return num_processes() > 1 and not has_accelerator()
+
+
+_FLAG = re.compile(r"--(\w+)")
+
+
+def config_key_wording(message: str, args: dict) -> str:
+    """transformers words its argument errors for its command line (`--save_steps`): name the config keys instead,
+    and say how to fix the commonest one."""
+    message = _FLAG.sub(r"training_args.\1", message.strip())
+    key, _, rest = message.partition(" ")
+    if not (key.startswith("training_args.") and rest):
+        return f"training_args: {message}"
+    if "round multiple" in rest:
+        rest += (
+            f" Set training_args.save_steps (now {args.get('save_steps')}) to a multiple of training_args.eval_steps "
+            f"(now {args.get('eval_steps') or args.get('logging_steps')}), or the other way round"
+        )
+    return f"{key}: {rest}"
+
+
+def training_config_class(method: str):
+    """The TRL arguments class a method's recipe builds (sft.py, dpo.py)."""
+    from trl import DPOConfig, KTOConfig, SFTConfig
+
+    return {"sft": SFTConfig, "dpo": DPOConfig, "kto": KTOConfig}[method]
+
+
+def check_training_config(cfg, plan: BatchPlan, skip: tuple[str, ...] = ()) -> None:
+    """Build the arguments object the recipe will build, and throw it away: every argument error transformers or TRL
+    raises at construction becomes a pre-flight problem (`finetuning validate` finds it too). `skip` leaves out keys
+    already reported as wrong. The hub token stays out: it is only handed over when the recipe runs."""
+    training_args = {key: value for key, value in cfg.training_args.items() if key not in skip and key != "hub_token"}
+    engine = {"max_length": cfg.sft_args.max_seq_length} if cfg.method == "sft" else {}
+    build_training_config(
+        training_config_class(cfg.method), training_args, cfg.overrides, cfg.batchsize_conf, plan, **engine
+    )

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
@@ -80,9 +81,9 @@ def resolve_resume(setting: bool | str, output_dir: str) -> str | None:
         return str(last)
     if setting == "auto":
         if last:
-            logger.info("resume_from_checkpoint=auto: resuming from %s", last)
+            logger.info("resume_from_checkpoint=auto: newest complete checkpoint %s", last)  # also run by validate
         else:
-            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, starting fresh", out.resolve())
+            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, a fresh start", out.resolve())
         return str(last) if last else None
     path = resolve_user_path(setting)
     if not path.is_dir():
@@ -160,13 +161,21 @@ def rotate(output_dir: Path, limit: int | None, keep: set[Path]) -> None:
         remove_directory(checkpoint)
 
 
-def write_resume_record(checkpoint: Path, args, data_fingerprint: str | None) -> None:
+def write_resume_record(
+    checkpoint: Path, args, data_fingerprint: str | None, state=None, training_length: dict | None = None
+) -> None:
+    """What a later run compares before it continues from (or stops at) this save: the batch split, the data, the
+    step reached of how many and the settings that decided that number (see `finished_run`)."""
     record = {
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "world_size": args.world_size,
         "data_fingerprint": data_fingerprint,
     }
+    if state is not None:
+        record.update(global_step=state.global_step, max_steps=state.max_steps)
+    if training_length is not None:
+        record["training_length"] = training_length
     (checkpoint / RESUME_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
@@ -184,6 +193,80 @@ def read_resume_record(checkpoint: Path) -> dict:
     return {}
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run whose final model is already in output_dir, trained with the settings of this config."""
+
+    final_dir: Path
+    step: int
+    max_steps: int
+
+    def describe(self) -> str:
+        return f"already finished (step {self.step} of {self.max_steps}): nothing to do; final model: {self.final_dir}"
+
+
+class RunAlreadyFinished(Exception):  # noqa: N818 — an outcome, not an error: the command exits 0
+    """Raised before anything loads when the run a config describes has finished: re-running it would train zero
+    steps and replace its report and final model by copies of themselves."""
+
+    def __init__(self, finished: FinishedRun):
+        self.finished = finished
+        super().__init__(finished.describe())
+
+
+def finished_run(final_dir: Path, data_fingerprint: str, training_length: dict, train_batch: int) -> FinishedRun | None:
+    """The final model in `final_dir` when it was trained on this data, for this length and batch size (its resume
+    record says so); None otherwise — e.g. max_steps was raised to train on from the last checkpoint."""
+    record = read_resume_record(final_dir) if final_dir.is_dir() else {}
+    if record.get("global_step") is None or record.get("data_fingerprint") != data_fingerprint:
+        return None
+    if record.get("training_length") != training_length:
+        return None
+    recorded_batch = (
+        (record.get("per_device_train_batch_size") or 0)
+        * (record.get("gradient_accumulation_steps") or 0)
+        * (record.get("world_size") or 0)
+    )
+    if recorded_batch != train_batch:
+        return None
+    return FinishedRun(final_dir, record["global_step"], record.get("max_steps") or record["global_step"])
+
+
+def previous_outputs(output_dir: Path, final_name: str) -> list[Path]:
+    """What a fresh start would delete (save_total_limit rotation) or replace (final model, run report): complete
+    step checkpoints and the final model of an earlier run."""
+    found = [checkpoint for checkpoint in step_checkpoints(output_dir) if incomplete_reason(checkpoint) is None]
+    if (output_dir / final_name).is_dir():
+        found.append(output_dir / final_name)
+    return found
+
+
+def fresh_start_problem(output_dir: Path, final_name: str, overwrite: bool) -> str | None:
+    """Starting afresh where another run left its checkpoints would silently delete them: refuse unless asked."""
+    found = previous_outputs(output_dir, final_name)
+    if not found or overwrite:
+        return None
+    names = ", ".join(path.name for path in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    return (
+        f"training_args.output_dir: {output_dir} holds the outputs of an earlier run ({names}); starting afresh "
+        "would delete its checkpoints and replace its final model and report. Choose one: continue it "
+        "(run_conf.resume_from_checkpoint: auto), write to another training_args.output_dir, or replace it "
+        "(training_args.overwrite_output_dir: true)"
+    )
+
+
+def clear_previous_outputs(output_dir: Path, final_name: str) -> None:
+    """`overwrite_output_dir: true` on a fresh start: the earlier run's checkpoints and report go first, so that
+    `auto` can never later pick one of its checkpoints as this run's newest."""
+    from ..tracking.report import LOSS_CURVE_FILE, METRICS_FILE, SUMMARY_FILE
+
+    for path in previous_outputs(output_dir, final_name):
+        logger.info("overwrite_output_dir: deleting %s", path)
+        remove_directory(path)
+    for name in (METRICS_FILE, LOSS_CURVE_FILE, SUMMARY_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+
+
 class AtomicCheckpoints:
     """Trainer mixin: every checkpoint is staged, flushed, then renamed into place (see the module docstring).
 
@@ -192,6 +275,7 @@ class AtomicCheckpoints:
 
     _staging_root: str | None = None
     data_fingerprint: str | None = None  # set by the recipe (data.inputs.data_fingerprint), stored with each save
+    training_length: dict | None = None  # set by the recipe (train.run.training_length), stored with each save
 
     def _get_output_dir(self, trial) -> str:
         return self._staging_root or super()._get_output_dir(trial)
@@ -206,10 +290,14 @@ class AtomicCheckpoints:
                 super()._save_checkpoint(model, trial)
             finally:
                 self._staging_root = None
+            # the Trainer named the staged path as the best checkpoint; every process must know its real name, or
+            # load_best_model_at_end looks for it in the staging directory ("Could not locate the best model")
+            renamed_best = self.state.best_model_checkpoint == str(staged)
+            if renamed_best:
+                self.state.best_model_checkpoint = str(final)
             if main:
-                write_resume_record(staged, self.args, self.data_fingerprint)
-                if self.state.best_model_checkpoint == str(staged):  # the Trainer named the staged path
-                    self.state.best_model_checkpoint = str(final)
+                write_resume_record(staged, self.args, self.data_fingerprint, self.state, self.training_length)
+                if renamed_best:
                     self.state.save_to_json(str(staged / "trainer_state.json"))
         if main:
             best = self.state.best_model_checkpoint

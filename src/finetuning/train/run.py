@@ -21,21 +21,29 @@ from ..data.templates import get_template
 from ..errors import UserError
 from ..model.loading import ModelSetupError, apply_peft, check_vocabulary_fits, expand_vocabulary, load_model
 from ..model.tokenizer import load_tokenizer, setup_tokenizer
+from ..paths import resolve_user_path
 from ..tracking.mlflow import MlflowOptions, apply_mlflow, config_params_callback, finish_mlflow, resolve_mlflow
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
 from ..tracking.wandb import apply_wandb, finish_wandb
+from .arguments import distribute_on_cpu
 from .batch_size import BatchPlan, plan_batches
-from .checkpoints import AtomicCheckpoints, last_complete_checkpoint, resolve_resume
+from .checkpoints import (
+    AtomicCheckpoints,
+    RunAlreadyFinished,
+    clear_previous_outputs,
+    finished_run,
+    fresh_start_problem,
+    last_complete_checkpoint,
+    resolve_resume,
+)
+from .determinism import apply_determinism, restore_determinism
 from .interrupt import GracefulStop, ShieldedDataWorkers
 from .preflight import recipe_data_fingerprint, run_preflight
+from .processes import is_main_process, num_processes
 from .saving import save_final
+from .token_count import ResumableTokenCount
 
 logger = logging.getLogger(__name__)
-
-
-def num_processes() -> int:
-    """Processes launched for this run (torchrun / accelerate set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,36 @@ def check_before_loading(cfg) -> tuple[BatchPlan, str | None, str]:
         run_preflight(cfg, plan, resume_from, fingerprint)
     except UserError as error:
         problems += error.problems
+    problems += _output_dir_reuse_problems(cfg, resume_from, fingerprint)
     if problems:
         raise UserError(problems)
     return plan, resume_from, fingerprint
+
+
+def training_length(cfg) -> dict:
+    """The settings that decide how many steps a run trains (with the data and the batch size): a finished run
+    trained with other values is not finished for this config."""
+    return {
+        "max_steps": cfg.training_args.get("max_steps", -1),
+        "num_train_epochs": cfg.overrides.num_train_epochs or cfg.training_args.get("num_train_epochs", 3.0),
+    }
+
+
+def _output_dir_reuse_problems(cfg, resume_from: str | None, fingerprint: str) -> list[str]:
+    """A finished run is not trained again (RunAlreadyFinished); a fresh start never silently deletes another
+    run's checkpoints or replaces its final model."""
+    output_dir = resolve_user_path(cfg.training_args["output_dir"])
+    final_name = cfg.run_conf.final_checkpoint_name
+    if cfg.run_conf.resume_from_checkpoint is not False:
+        finished = finished_run(
+            output_dir / final_name, fingerprint, training_length(cfg), cfg.batchsize_conf.total_train_batch_size
+        )
+        if finished is not None:
+            raise RunAlreadyFinished(finished)
+    if resume_from is not None:
+        return []
+    problem = fresh_start_problem(output_dir, final_name, overwrite=cfg.overwrite_output_dir)
+    return [problem] if problem else []
 
 
 def start_run(cfg, options: RunOptions) -> RunState:
@@ -97,6 +132,8 @@ def start_run(cfg, options: RunOptions) -> RunState:
     started = time.perf_counter()
     batch = cfg.batchsize_conf
     plan, resume_from, fingerprint = check_before_loading(cfg)
+    if resume_from is not None:  # here, not in resolve_resume: `validate` resolves it too, and only would resume
+        logger.info("resuming from %s", resume_from)
     logger.info(
         "batch: %d process(es) x %d per device x %d accumulation = %d",
         num_processes(),
@@ -104,10 +141,15 @@ def start_run(cfg, options: RunOptions) -> RunState:
         plan.gradient_accumulation_steps,
         batch.total_train_batch_size,
     )
+    if "use_cpu" not in cfg.training_args and distribute_on_cpu():
+        logger.info("%d processes and no GPU: distributed on CPU (gloo; use_cpu: true)", num_processes())
     output_dir = Path(cfg.training_args["output_dir"])
+    if resume_from is None and cfg.overwrite_output_dir and is_main_process():
+        clear_previous_outputs(resolve_user_path(output_dir), cfg.run_conf.final_checkpoint_name)
     before = dict(os.environ)
     training_args = apply_mlflow(resolve_mlflow(options.mlflow, cfg.tracking, os.environ), cfg.training_args)
     training_args = apply_wandb(cfg.wandb, training_args)
+    apply_determinism(cfg.run_conf.determinism)  # before CUDA starts; torch settings: restore_determinism()
     changed = {key for key in set(before) | set(os.environ) if before.get(key) != os.environ.get(key)}
     # TensorBoard (report_to: tensorboard) writes where Silogen configs said: training_args.logging_dir, $LOGS_PATH
     # or ./logs; transformers 5 takes that from the environment, no longer from TrainingArguments.
@@ -135,8 +177,9 @@ def log_data_report(report) -> None:
 
 
 def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None, allow_vocabulary_growth=True):
-    """Base model (+ resized vocabulary, + adapter). With an adapter on a resized model, the resized base is saved
-    to `output_dir/new_base_name`: adapters can only be merged onto the base they were trained on."""
+    """Base model (+ resized vocabulary, + adapter), set up so that what it saves loads anywhere (saving.prepare_policy).
+    With an adapter on a resized model, the resized base is saved once to `output_dir/new_base_name`: adapters can
+    only be loaded or merged onto the base they were trained on."""
     quantized = cfg.quant_conf.quantization_type != "no-quantization"
     check_vocabulary_fits(cfg.run_conf, tokenizer, quantized)
     model = load_model(cfg.run_conf, cfg.quant_conf, num_processes())
@@ -147,19 +190,23 @@ def load_policy(cfg, tokenizer, run: RunState, new_base_name: str | None = None,
             "cannot grow the vocabulary; start from a model saved together with this tokenizer (e.g. an SFT output)"
         )
     vocab_expanded = expand_vocabulary(model, tokenizer, quantized)
+    new_base = None
     if vocab_expanded and cfg.peft_conf.peft_type != "NO_PEFT" and new_base_name:
         new_base = run.output_dir / new_base_name
-        model.save_pretrained(new_base)
-        tokenizer.save_pretrained(new_base)
-        logger.info("resized base model saved to %s (merge adapters onto this one)", new_base)
-    return apply_peft(model, cfg.peft_conf, vocab_expanded, quantized)
+    from .saving import prepare_policy
+
+    def wrap(base):
+        return apply_peft(base, cfg.peft_conf, vocab_expanded, quantized)
+
+    return prepare_policy(model, tokenizer, cfg, wrap, new_base, resuming=run.resume_from is not None)
 
 
 def build_trainer(trainer_class, **kwargs):
     """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py) and whose data workers leave
     stop signals to it (train/interrupt.py); its argument checks (e.g. a loss type that needs label_smoothing) are
     user errors."""
-    engine_class = type(trainer_class.__name__, (AtomicCheckpoints, ShieldedDataWorkers, trainer_class), {})
+    mixins = (AtomicCheckpoints, ShieldedDataWorkers, ResumableTokenCount)  # + num_tokens kept across resumes
+    engine_class = type(trainer_class.__name__, (*mixins, trainer_class), {})
     try:
         return engine_class(**kwargs)
     except ValueError as error:
@@ -186,6 +233,7 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunRe
     if "mlflow" in (trainer.args.report_to or []):
         trainer.add_callback(config_params_callback(resolved))
     trainer.data_fingerprint = run.data_fingerprint
+    trainer.training_length = training_length(cfg)
     stop = GracefulStop()
     trainer.add_callback(stop)
     with stop:  # also covers the final save: a signal then lets it finish instead of cutting it short
@@ -208,9 +256,10 @@ def finish_run(trainer, cfg, tokenizer, markers, report, run: RunState) -> RunRe
 
 
 def _end_tracking(trainer, run: RunState, status: str = "FINISHED") -> None:
-    finish_mlflow(trainer.args.report_to, status)
+    finish_mlflow(trainer.args.report_to, status, trainer.args.output_dir)
     finish_wandb(trainer.args.report_to)
     _restore_environment(run.environment_before)
+    restore_determinism()
 
 
 def _restore_environment(previous: dict[str, str | None]) -> None:
