@@ -24,7 +24,8 @@ from .data.preference import (
 from .data.sft import build_sft_datasets, validate_sft_data
 from .data.tokenize import IGNORE_INDEX
 from .errors import UserError
-from .train.run import check_before_loading, prepare_tokenizer
+from .train.preflight import check_before_loading
+from .train.run import prepare_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
 

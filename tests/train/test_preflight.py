@@ -21,11 +21,11 @@ from finetuning.train import preflight
 from finetuning.train.batch_size import BatchPlan
 from finetuning.train.preflight import (
     ADAPTER_FALLBACK_FRACTION,
+    check_batch_sizes,
     check_resume_target,
     estimate_checkpoint_size,
     run_preflight,
 )
-from finetuning.train.run import check_batch_sizes
 from tests.conftest import REPO, deep_update, sft_config, write_jsonl, write_yaml
 
 LORA = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "peft_kwargs": {"r": 4, "target_modules": ["q_proj", "v_proj"]}}

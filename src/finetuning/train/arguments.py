@@ -10,8 +10,8 @@ import sys
 
 from ..errors import UserError
 from .batch_size import BatchPlan
+from .distributed import num_processes
 from .lr import scaled_learning_rate
-from .processes import num_processes
 
 logger = logging.getLogger(__name__)
 

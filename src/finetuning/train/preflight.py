@@ -37,7 +37,16 @@ from ..data.sft import validate_sft_data
 from ..errors import UserError
 from ..model.loading import check_model_sources
 from ..paths import resolve_user_path
-from .checkpoints import incomplete_reason, read_resume_record
+from .batch_size import BatchPlan, plan_batches
+from .checkpoints import (
+    RunAlreadyFinished,
+    finished_run,
+    fresh_start_problem,
+    incomplete_reason,
+    read_resume_record,
+    resolve_resume,
+)
+from .distributed import num_processes
 
 logger = logging.getLogger(__name__)
 
@@ -543,8 +552,6 @@ def _adapter_problems(checkpoint: Path, cfg) -> list[str]:
 
 def _batch_problems(checkpoint: Path, plan, cfg) -> list[str]:
     """The batch split must match, or resuming skips to the wrong place in the data."""
-    from .run import num_processes
-
     record = read_resume_record(checkpoint)
     had = (
         record.get("per_device_train_batch_size"),
@@ -633,3 +640,66 @@ def run_preflight(cfg, plan, resume_from: str | None, fingerprint: str | None = 
         problems += _collect(check_resume_target, cfg, plan, resume_from, fingerprint)
     if problems:
         raise UserError(problems)
+
+
+# --- the entry point: batch plan, resume target, pre-flight, output dir reuse ----------------------------------------
+
+
+def check_batch_sizes(cfg) -> BatchPlan:
+    """The batch plan for this launch; impossible arithmetic is a user error (also checked by `validate`)."""
+    batch = cfg.batchsize_conf
+    return plan_batches(
+        batch.total_train_batch_size,
+        batch.max_per_device_train_batch_size,
+        num_processes(),
+        batch.per_device_eval_batch_size,
+    )
+
+
+def check_before_loading(cfg) -> tuple[BatchPlan, str | None, str]:
+    """Everything that needs no model, every problem at once: batch arithmetic, the checkpoint to resume from, and
+    the pre-flight (output dir, disk, data, model source, resume compatibility). Shared with `finetuning validate`.
+    Returns the batch plan, the checkpoint to resume from and the data fingerprint.
+    """
+    plan = check_batch_sizes(cfg)  # the pre-flight compares a resume target against this plan
+    fingerprint = recipe_data_fingerprint(cfg)  # ... and against this
+    problems: list[str] = []
+    resume_from = None
+    try:
+        resume_from = resolve_resume(cfg.run_conf.resume_from_checkpoint, cfg.training_args["output_dir"])
+    except UserError as error:
+        problems += error.problems
+    try:
+        run_preflight(cfg, plan, resume_from, fingerprint)
+    except UserError as error:
+        problems += error.problems
+    problems += _output_dir_reuse_problems(cfg, resume_from, fingerprint)
+    if problems:
+        raise UserError(problems)
+    return plan, resume_from, fingerprint
+
+
+def training_length(cfg) -> dict:
+    """The settings that decide how many steps a run trains (with the data and the batch size): a finished run
+    trained with other values is not finished for this config."""
+    return {
+        "max_steps": cfg.training_args.get("max_steps", -1),
+        "num_train_epochs": cfg.overrides.num_train_epochs or cfg.training_args.get("num_train_epochs", 3.0),
+    }
+
+
+def _output_dir_reuse_problems(cfg, resume_from: str | None, fingerprint: str) -> list[str]:
+    """A finished run is not trained again (RunAlreadyFinished); a fresh start never silently deletes another
+    run's checkpoints or replaces its final model."""
+    output_dir = resolve_user_path(cfg.training_args["output_dir"])
+    final_name = cfg.run_conf.final_checkpoint_name
+    if cfg.run_conf.resume_from_checkpoint is not False:
+        finished = finished_run(
+            output_dir / final_name, fingerprint, training_length(cfg), cfg.batchsize_conf.total_train_batch_size
+        )
+        if finished is not None:
+            raise RunAlreadyFinished(finished)
+    if resume_from is not None:
+        return []
+    problem = fresh_start_problem(output_dir, final_name, overwrite=cfg.overwrite_output_dir)
+    return [problem] if problem else []
