@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint docs bench clean
+.PHONY: setup demo test test-quick lint docs bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The quick lane: everything but the tests marked slow (trainings in subprocesses, servers, kills); CI runs both.
+test-quick: setup
+	$(PY) -m pytest -q -m "not slow"
+
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
@@ -38,6 +42,7 @@ docs: setup
 bench: setup
 	$(PY) bench/sft_vs_trl.py
 	$(PY) bench/checkpoint_save.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf demo_output checkpoints logs .pytest_cache

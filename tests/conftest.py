@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+# The engine's on-disk cache (trainer field tables, check outcomes; finetuning.checks_cache): one per test session,
+# never the user's ~/.cache or the working tree. Set at import, so even collection-time code and subprocesses use it.
+os.environ["FINETUNING_CACHE"] = tempfile.mkdtemp(prefix="finetuning-test-cache-")
+atexit.register(shutil.rmtree, os.environ["FINETUNING_CACHE"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 FACTS = REPO / "examples" / "data" / "facts.jsonl"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from finetuning.config import load_any_config
-from finetuning.data.preference import validate_preference_data
-from finetuning.data.sft import validate_sft_data
+from finetuning.data.preference import preference_data_problems
+from finetuning.data.sft import sft_data_problems
 from tests.conftest import REPO, write_yaml
 from tests.e2e.test_sft_cli import run_cli
 
@@ -28,10 +28,10 @@ def test_example_loads_and_its_data_validates(path, monkeypatch):
     assert path.read_text().splitlines()[0].startswith(f"# finetuning {command} examples/{path.name}")
     monkeypatch.chdir(REPO)  # example data paths are relative to the repo root, where users run them
     if config.method == "sft":
-        files = validate_sft_data(config.data_conf, require_assistant=config.sft_args.train_on_completions_only)
+        problems = sft_data_problems(config.data_conf, require_assistant=config.sft_args.train_on_completions_only)
     else:
-        files = validate_preference_data(config.data_conf, config.method)
-    assert files >= 1
+        problems = preference_data_problems(config.data_conf, config.method)
+    assert problems == []
 
 
 # What the examples start from: the demo's tiny base (examples/demo.py builds it) and the demo's SFT output.
@@ -70,6 +70,7 @@ def in_demo_root(demo_root, monkeypatch) -> Path:
     return demo_root
 
 
+@pytest.mark.slow
 def test_sft_lora_chatml_runs_as_shipped(in_demo_root):
     """The Silogen-shaped example (legacy keys, weighted mix, auto split, LoRA, chat-ml adds tokens) trains as
     written, with the command on its first line."""
@@ -80,6 +81,7 @@ def test_sft_lora_chatml_runs_as_shipped(in_demo_root):
     assert (out / "summary.md").is_file()
 
 
+@pytest.mark.slow
 def test_the_demo_chain_runs_as_shipped(in_demo_root):
     """After the demo's SFT (here 2 epochs instead of 80: the only change), the DPO, KTO and generation examples run
     exactly as shipped on its output."""

@@ -18,7 +18,7 @@ from .config import config_class_for, config_json_schema, load_any_config, rende
 from .errors import USER_ERROR_EXIT, UserError, report_user_error
 from .tracking.mlflow import MlflowOptions
 from .train.checkpoints import RunAlreadyFinished
-from .train.run import RunOptions
+from .train.distributed import is_main_process
 from .train.saving import package_versions
 
 logger = logging.getLogger("finetuning")
@@ -85,7 +85,7 @@ def _load(path: str, command: str | None = None):
     try:
         cfg = load_any_config(path, default_method)
     except UserError as error:  # the data files' problems too, in the same report
-        from .preview import with_data_problems
+        from .validate import with_data_problems
 
         raise with_data_problems(error, path, default_method) from None
     if command is not None and cfg.method not in METHODS_OF_COMMAND[command]:
@@ -98,6 +98,9 @@ def _load(path: str, command: str | None = None):
 
 def _command_train(args) -> int:
     cfg = _load(args.config, args.command)
+    # here, not at the top: the training modules import torch, which `--help`, `schema` and errors must not wait for
+    from .train.run import RunOptions
+
     if args.command == "sft":
         from .sft import run_sft as run
     else:
@@ -107,7 +110,7 @@ def _command_train(args) -> int:
         mlflow=MlflowOptions(args.mlflow_server_uri, args.experiment_name, args.hf_mlflow_log_artifacts),
     )
     result = run(cfg, options)
-    if int(os.environ.get("RANK", "0")) != 0:  # one process of a multi-process run speaks for all
+    if not is_main_process():  # one process of a multi-process run speaks for all
         return 0
     if result.stopped_by is None:
         print(f"Training finished. Final model: {result.final_dir}")
@@ -133,7 +136,7 @@ def _resume_hint(result, cfg, args) -> str:
 
 
 def _command_validate(args) -> int:
-    from .preview import show_examples, validate_data
+    from .validate import show_examples, validate_data
 
     cfg = _load(args.config)
     summary = validate_data(cfg, args.num_preprocess_workers)
@@ -170,7 +173,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = is_main_process()
     # the other processes of a multi-process run do the same work: only their errors are news
     level = args.logging_level.upper() if main_process else "ERROR"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

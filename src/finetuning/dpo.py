@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from .data.preference import build_dpo_datasets, build_kto_datasets
 from .model.loading import ModelSetupError
-from .train.arguments import build_training_config
+from .train.lifecycle import RunResult, training_run
 from .train.run import (
     RunOptions,
-    RunResult,
     build_trainer,
-    finish_run,
     load_policy,
     log_data_report,
     prepare_tokenizer,
-    start_run,
+    report,
+    save,
+    train,
+    training_config,
 )
 
 
@@ -50,40 +51,52 @@ def _dpo_trainer_class(reference_free: bool):
 
 def run_preference(cfg, options: RunOptions | None = None) -> RunResult:
     """Train per `cfg` (a DPOExperimentConfig or KTOExperimentConfig); see `run_sft` for the result."""
+    options = options or RunOptions()
+    with training_run(cfg, options) as run:
+        tokenizer, markers, added = prepare_tokenizer(cfg)
+        refuse_vocabulary_growth(cfg, added)
+        train_data, eval_data, data_report = _preference_datasets(cfg, tokenizer, options)
+        log_data_report(data_report)
+        config_class, trainer_class = _method_classes(cfg)
+        args = training_config(config_class, cfg, run, **_method_settings(cfg))
+        model = load_policy(cfg, tokenizer, run, allow_vocabulary_growth=False)
+        trainer = build_trainer(
+            trainer_class,
+            model=model,
+            args=args,
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+        )
+        train(trainer, run)
+        save(trainer, run, tokenizer, markers)
+        report(trainer, run, data_report)
+    return run.result
+
+
+def _preference_datasets(cfg, tokenizer, options: RunOptions):
+    """(train, eval, data report): KTO's unpaired rows, or DPO's prompt/chosen/rejected pairs."""
+    if cfg.method == "kto":
+        return build_kto_datasets(cfg.data_conf, tokenizer, seed=cfg.training_args.get("seed", 42))
+    max_length = cfg.training_args.get("max_length")
+    return build_dpo_datasets(
+        cfg.data_conf, max_length, cfg.max_prompt_length, tokenizer, options.num_preprocess_workers
+    )
+
+
+def _method_classes(cfg):
+    """(TRL config class, trainer class) of the method."""
     from trl import DPOConfig, KTOConfig, KTOTrainer
 
-    options = options or RunOptions()
-    run = start_run(cfg, options)
-    tokenizer, markers, added = prepare_tokenizer(cfg)
-    refuse_vocabulary_growth(cfg, added)
     if cfg.method == "kto":
-        train_data, eval_data, report = build_kto_datasets(
-            cfg.data_conf, tokenizer, seed=cfg.training_args.get("seed", 42)
-        )
-        config_class, trainer_class = KTOConfig, KTOTrainer
-    else:
-        max_length = cfg.training_args.get("max_length")
-        train_data, eval_data, report = build_dpo_datasets(
-            cfg.data_conf, max_length, cfg.max_prompt_length, tokenizer, options.num_preprocess_workers
-        )
-        config_class, trainer_class = DPOConfig, _dpo_trainer_class(cfg.reference_free)
-    log_data_report(report)
+        return KTOConfig, KTOTrainer
+    return DPOConfig, _dpo_trainer_class(cfg.reference_free)
 
-    engine = {"precompute_ref_log_probs": True} if cfg.method == "dpo" and cfg.reference_free else {}
+
+def _method_settings(cfg) -> dict:
+    """What the method sets in its TRL config beyond the user's training_args."""
+    settings = {"precompute_ref_log_probs": True} if cfg.method == "dpo" and cfg.reference_free else {}
     if cfg.method == "kto" and "train_sampling_strategy" not in cfg.training_args:
         # TRL's KTO estimates its KL term from neighbours in a fixed-order batch; the data was shuffled (seeded) instead.
-        engine["train_sampling_strategy"] = "sequential"
-    # before the model: argument errors (e.g. bf16 on a machine without it) are reported without loading anything
-    args = build_training_config(
-        config_class, run.training_args, cfg.overrides, cfg.batchsize_conf, run.plan, announce=False, **engine
-    )
-    model = load_policy(cfg, tokenizer, run, allow_vocabulary_growth=False)
-    trainer = build_trainer(
-        trainer_class,
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-    )
-    return finish_run(trainer, cfg, tokenizer, markers, report, run)
+        settings["train_sampling_strategy"] = "sequential"
+    return settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Wrong input from the user (config, data, paths, combinations); `problems` holds one line each."""
@@ -12,6 +14,24 @@ class UserError(Exception):
 
 
 USER_ERROR_EXIT = 2
+
+# How alike a word and a choice must be (difflib's ratio) to suggest the choice: "leraning_rate" → "learning_rate"
+# but not "lr" → "seed".
+DID_YOU_MEAN_CUTOFF = 0.6
+
+
+def closest(word: str, choices: Iterable[str], cutoff: float = DID_YOU_MEAN_CUTOFF) -> str | None:
+    """The choice most like `word`, or None when none is alike enough."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest choice, or "" (to end an `unknown ...` problem line)."""
+    match = closest(word, choices)
+    return f"; did you mean '{match}'?" if match is not None else ""
 
 
 def report_user_error(error: UserError) -> int:

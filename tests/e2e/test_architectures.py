@@ -164,6 +164,7 @@ def assert_lora_trained_only_the_adapter(original: Path, outputs: Path) -> None:
     assert base_loss > math.log(len(tokenizer)) - 1 and trained_loss < base_loss / 2, (base_loss, trained_loss)
 
 
+@pytest.mark.slow
 def test_gpt2_lora_on_conv1d_with_fan_in_fan_out(tmp_path, models):
     peft_conf = {
         "peft_type": "LORA",
@@ -203,6 +204,7 @@ def test_gpt2_full_fine_tuning_with_a_weighted_mix_and_evaluation(tmp_path, mode
     assert evals and evals[0] < losses[0] - 1  # evaluated from step 10 on, on the (same) example it learned
 
 
+@pytest.mark.slow
 def test_gemma2_lora(tmp_path, models):
     log = train("sft", tmp_path, silogen_config(tmp_path, models["gemma2"], SFT_ROWS, peft_conf=GEMMA2_LORA))
     losses = train_losses(log)

@@ -771,6 +771,7 @@ def test_bad_data(case: BadData, tmp_path, tiny_model_dir, strict_tokenizer_dir,
 PROCESS_CASES = ("yaml-duplicate-key", "not-utf8", "tokenizer-template-refuses-role-order")
 
 
+@pytest.mark.slow
 def test_no_traceback_at_process_level(tmp_path, tiny_model_dir, strict_tokenizer_dir):
     """A bad config, a non-UTF-8 data file and a template that refuses the data, each in a real `finetuning`
     process (run side by side: each start imports torch): exit 2, the message, no traceback on either stream."""
@@ -805,6 +806,7 @@ def test_no_traceback_at_process_level(tmp_path, tiny_model_dir, strict_tokenize
 # --- examples dropped on purpose ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_too_long_examples_are_counted_in_the_run_summary(tmp_path, tiny_model_dir, capsys, caplog):
     """Dropping is deliberate, and never silent: the warning, summary.md and the printed table all give the count."""
     config = sft_config(

@@ -18,6 +18,7 @@ def run_console(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_bad_config_lists_every_problem_with_its_path(tmp_path, tiny_model_dir):
     config = sft_config(tmp_path, tiny_model_dir)
     config["data_conf"]["training_data"] = {
@@ -80,6 +81,7 @@ def test_bad_data_fails_with_file_and_line(tmp_path, tiny_model_dir, capsys):
     assert f"{data}:3: invalid JSON" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_too_long_examples_are_dropped_and_counted(tmp_path, tiny_model_dir, caplog):
     config = sft_config(tmp_path, tiny_model_dir, sft_args={"max_seq_length": 30}, training_args={"max_steps": 1})
     assert main(["sft", str(write_yaml(tmp_path / "c.yaml", config))]) == 0

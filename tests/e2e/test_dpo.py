@@ -56,6 +56,7 @@ def history(checkpoint: Path) -> list[dict]:
     return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
 
 
+@pytest.mark.slow
 def test_dpo_learns_every_training_preference(tmp_path, sft_model):
     steps = 40
     config = dpo_config(
@@ -83,6 +84,7 @@ def test_dpo_learns_every_training_preference(tmp_path, sft_model):
 
 
 @pytest.mark.parametrize("loss_type", sorted(LOSS_TYPES))
+@pytest.mark.slow
 def test_every_loss_type_trains_a_step(tmp_path, sft_model, loss_type):
     config = dpo_config(
         tmp_path, sft_model, training_args={"max_steps": 1, "loss_type": loss_type, **LOSS_TYPES[loss_type]}
@@ -102,6 +104,7 @@ def test_every_loss_type_trains_a_step(tmp_path, sft_model, loss_type):
     ],
     ids=lambda value: next(iter(value)) if isinstance(value, dict) else "",
 )
+@pytest.mark.slow
 def test_dpo_options_run(tmp_path, sft_model, options, resolved_line):
     config = dpo_config(tmp_path, sft_model, training_args={"max_steps": 2, **options})
     assert run_cli("dpo", str(write_yaml(tmp_path / "dpo.yaml", config))) == 0
@@ -109,6 +112,7 @@ def test_dpo_options_run(tmp_path, sft_model, options, resolved_line):
     assert resolved_line in resolved
 
 
+@pytest.mark.slow
 def test_kto_from_paired_and_unpaired_rows(tmp_path, sft_model, capsys):
     config = dpo_config(
         tmp_path,
@@ -123,6 +127,7 @@ def test_kto_from_paired_and_unpaired_rows(tmp_path, sft_model, capsys):
     assert type(args).__name__ == "KTOConfig" and args.undesirable_weight == 1.2
 
 
+@pytest.mark.slow
 def test_lora_policy_leaves_the_base_weights_unchanged(tmp_path, sft_model):
     lora = {"peft_type": "LORA", "peft_kwargs": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}}
     config = dpo_config(tmp_path, sft_model, peft_conf=lora, training_args={"max_steps": 5, "learning_rate": 0.01})
@@ -153,6 +158,7 @@ def test_config_for_the_other_command_is_refused(tmp_path, tiny_model_dir, capsy
     assert "run it with `finetuning dpo" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_loss_type_needing_an_option_is_a_user_error(tmp_path, sft_model, capsys):
     config = dpo_config(tmp_path, sft_model, training_args={"max_steps": 1, "loss_type": "exo_pair"})
     assert run_cli("dpo", str(write_yaml(tmp_path / "dpo.yaml", config))) == 2

@@ -42,6 +42,7 @@ def end_marker_id(directory: Path) -> int:
 
 
 @pytest.mark.parametrize("adapter", ["checkpoint-final", "checkpoint-2"])
+@pytest.mark.slow
 def test_adapters_load_with_plain_libraries_from_another_directory(relative_run, tmp_path, monkeypatch, adapter):
     directory = relative_run / adapter
     new_base = relative_run / "checkpoint-new-basemodel"
@@ -80,6 +81,7 @@ def test_model_cards_describe_the_run(relative_run, tmp_path):
     assert not (relative_run / "README.md").exists()  # TRL's draft card ("fine-tuned version of [None]")
 
 
+@pytest.mark.slow
 def test_the_resized_base_is_written_once(tmp_path, tiny_model_dir, monkeypatch):
     config = relative_lora_config(tmp_path, tiny_model_dir)
     monkeypatch.chdir(tmp_path)
@@ -108,6 +110,7 @@ def test_a_run_whose_adapter_fails_leaves_no_resized_base(tmp_path, tiny_model_d
     assert not (out / ".staging").exists()
 
 
+@pytest.mark.slow
 def test_dpo_from_a_pretrained_adapter_saves_the_policy_without_trl_reference_copy(tmp_path, tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 

@@ -27,6 +27,7 @@ QUANT = {
 
 
 @pytest.mark.parametrize("kind", sorted(QUANT))
+@pytest.mark.slow
 def test_qlora_trains_an_adapter_on_a_quantized_base(tmp_path, tiny_model_dir, kind):
     config = sft_config(
         tmp_path,

@@ -32,6 +32,7 @@ def config(tmp_path: Path, model_dir: Path, resume, save_strategy: str = "steps"
 
 
 @pytest.mark.parametrize("save_strategy", ["steps", "no"])
+@pytest.mark.slow
 def test_rerunning_a_finished_run_does_nothing(tmp_path, tiny_model_dir, capsys, save_strategy):
     path = config(tmp_path, tiny_model_dir, "auto", save_strategy)
     assert main(["sft", str(path)]) == 0
@@ -45,6 +46,7 @@ def test_rerunning_a_finished_run_does_nothing(tmp_path, tiny_model_dir, capsys,
     assert "already finished (step 4 of 4)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_longer_run_of_a_finished_config_continues_it(tmp_path, tiny_model_dir, capsys):
     assert main(["sft", str(config(tmp_path, tiny_model_dir, "auto"))]) == 0
     assert main(["sft", str(config(tmp_path, tiny_model_dir, "auto", max_steps=6))]) == 0
@@ -67,6 +69,7 @@ def test_a_fresh_start_refuses_to_replace_an_earlier_run(tmp_path, tiny_model_di
     assert snapshot(tmp_path / "out") == before
 
 
+@pytest.mark.slow
 def test_overwrite_output_dir_replaces_the_earlier_run(tmp_path, tiny_model_dir):
     assert main(["sft", str(config(tmp_path, tiny_model_dir, False, save_steps=1))]) == 0
     assert (tmp_path / "out" / "checkpoint-1").is_dir()

@@ -25,6 +25,7 @@ def losses(checkpoint: Path) -> list[float]:
     return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
+@pytest.mark.slow
 def test_full_sft_loss_falls_and_outputs_reload_and_generate(tmp_path, tiny_model_dir):
     config = sft_config(
         tmp_path, tiny_model_dir, training_args={"max_steps": 40, "save_strategy": "steps", "save_steps": 40}
@@ -58,6 +59,7 @@ def test_full_sft_loss_falls_and_outputs_reload_and_generate(tmp_path, tiny_mode
     assert "transformers" in resolved["_provenance"]["versions"]
 
 
+@pytest.mark.slow
 def test_lora_with_vocab_expansion_then_continue_pretrained_adapter(tmp_path, tiny_model_dir):
     lora = {"peft_type": "LORA", "peft_kwargs": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}}
     config = sft_config(tmp_path, tiny_model_dir, peft_conf=lora, training_args={"max_steps": 5})
@@ -91,6 +93,7 @@ def test_lora_with_vocab_expansion_then_continue_pretrained_adapter(tmp_path, ti
     assert any(not torch.equal(first[name], second[name]) for name in lora_keys)  # training continued
 
 
+@pytest.mark.slow
 def test_resume_auto_continues_from_the_last_checkpoint(tmp_path, tiny_model_dir, caplog):
     def config(directory: Path, max_steps: int) -> Path:
         document = sft_config(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,6 +15,7 @@ from tests.conftest import FACTS, sft_config, write_jsonl, write_yaml
 from tests.e2e.test_sft_cli import run_cli
 
 
+@pytest.mark.slow
 def test_generic_peft_type_ia3_trains_only_its_vectors(tmp_path, tiny_model_dir):
     ia3 = {
         "peft_type": "IA3",
@@ -35,6 +37,7 @@ def test_generic_peft_type_ia3_trains_only_its_vectors(tmp_path, tiny_model_dir)
     assert not (tmp_path / "out" / "checkpoint-new-basemodel").exists()  # keep-original added no tokens
 
 
+@pytest.mark.slow
 def test_concatenated_validation_data_is_evaluated(tmp_path, tiny_model_dir, capsys):
     rows = [json.loads(line) for line in FACTS.read_text().splitlines()[:10]]
     validation = write_jsonl(tmp_path / "validation.jsonl", rows)
@@ -50,6 +53,7 @@ def test_concatenated_validation_data_is_evaluated(tmp_path, tiny_model_dir, cap
     assert "(+10 validation)" in summary and "validation loss" in summary
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
     """torchrun with 2 CPU processes and no `use_cpu` in the config: really distributed (gloo DDP), 8 = 2 processes
     x 2 per device x 2 accumulation; the staged checkpoint holds both processes' RNG states before it is renamed
@@ -100,6 +104,7 @@ def test_two_processes_split_the_total_batch(tmp_path, tiny_model_dir):
     assert not (tmp_path / "out" / ".staging").exists()
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_a_file_the_run_writes(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "preset-by-the-test")  # restored afterwards; the engine only sets it when unset
     config = sft_config(

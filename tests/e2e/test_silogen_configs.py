@@ -69,19 +69,20 @@ def test_trl_style_preference_rows_point_to_our_keys(tmp_path, tiny_model_dir, c
 
 @pytest.mark.parametrize(("level", "warn_only"), [("full", False), ("half", True)])
 def test_determinism_switches_torch_to_deterministic_algorithms(tmp_path, tiny_model_dir, level, warn_only):
-    from finetuning.train.run import RunOptions, start_run
+    from finetuning.train.lifecycle import training_run
+    from finetuning.train.run import RunOptions
 
     config = sft_config(tmp_path, tiny_model_dir, run_conf={"determinism": level})
     cfg = load_any_config(write_yaml(tmp_path / "c.yaml", config))
     assert not torch.are_deterministic_algorithms_enabled()
-    start_run(cfg, RunOptions())
-    assert torch.are_deterministic_algorithms_enabled()
-    assert torch.is_deterministic_algorithms_warn_only_enabled() is warn_only
-    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
-    restore_determinism()
-    assert not torch.are_deterministic_algorithms_enabled()
+    with training_run(cfg, RunOptions()):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled() is warn_only
+        assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert not torch.are_deterministic_algorithms_enabled()  # the run's end put torch back
 
 
+@pytest.mark.slow
 def test_full_determinism_trains_on_cpu(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     config = sft_config(tmp_path, tiny_model_dir, run_conf={"determinism": "full"}, training_args={"max_steps": 2})
@@ -97,6 +98,7 @@ def test_determinism_values(tmp_path, tiny_model_dir, capsys):
     assert load_any_config(path).run_conf.determinism == "no"
 
 
+@pytest.mark.slow
 def test_resolved_config_runs_again_from_another_directory(tmp_path, tiny_model_dir, monkeypatch):
     """Relative paths in the config, run from one directory; its saved config from another."""
     first = tmp_path / "first"

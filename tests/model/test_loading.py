@@ -14,11 +14,11 @@ from finetuning.config.run import RunConfig
 from finetuning.data.templates import TemplateError
 from finetuning.model.loading import (
     ModelSetupError,
-    adapter_source_problem,
+    adapter_source_problems,
     check_model_sources,
     from_pretrained_kwargs,
     load_model,
-    model_source_problem,
+    model_source_problems,
 )
 from finetuning.model.tokenizer import load_tokenizer
 from tests.conftest import deep_update, sft_config, write_yaml
@@ -48,14 +48,15 @@ def test_extra_model_args_pass_through():
 
 
 def test_missing_local_model_path_is_reported_but_hub_ids_are_not(tmp_path, monkeypatch):
-    assert model_source_problem(str(tmp_path / "nope")) == f"run_conf.model: {tmp_path / 'nope'}: not found " + (
-        "(a local path; hub ids look like 'org/name')"
-    )
-    assert model_source_problem(str(tmp_path)) is None
+    assert model_source_problems(str(tmp_path / "nope")) == [
+        f"run_conf.model: {tmp_path / 'nope'}: not found (a local path; hub ids look like 'org/name')"
+    ]
+    assert model_source_problems(str(tmp_path)) == []
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online, a hub id is fetched when it loads (nothing is fetched here)
-    assert model_source_problem("meta-llama/Llama-3.1-8B") is None
+    assert model_source_problems("meta-llama/Llama-3.1-8B") == []
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, only what the local cache holds
-    assert "HF_HUB_OFFLINE is set" in model_source_problem("meta-llama/Llama-3.1-8B")
+    [problem] = model_source_problems("meta-llama/Llama-3.1-8B")
+    assert "HF_HUB_OFFLINE is set" in problem
 
 
 # --- safe defaults: no remote code, safetensors only, paths named absolute -----------------------------------------
@@ -102,6 +103,7 @@ def test_model_and_tokenizer_loads_say_whether_remote_code_is_trusted(monkeypatc
     assert calls["model"]["use_safetensors"] is True
 
 
+@pytest.mark.slow
 def test_pickle_only_model_is_refused_unless_allowed(tmp_path, tiny_model_dir, capsys):
     pickled = pickle_only_copy(tiny_model_dir, tmp_path / "pickled")
     config = sft_config(tmp_path, pickled, training_args={"max_steps": 1})
@@ -139,25 +141,23 @@ def test_pickle_only_adapter_is_refused_unless_allowed(tmp_path, tiny_model_dir)
     (adapter / "adapter_config.json").write_text("{}")
     (adapter / "adapter_model.bin").write_bytes(b"")
     peft_conf = PretrainedPeftConfig(peft_type="PRETRAINED_PEFT", name_or_path=str(adapter))
-    with pytest.raises(ModelSetupError) as caught:
-        check_model_sources(RunConfig(model=str(tiny_model_dir)), peft_conf)
-    assert caught.value.problems == [
+    assert check_model_sources(RunConfig(model=str(tiny_model_dir)), peft_conf) == [
         f"peft_conf.name_or_path: {adapter}: only pickle weights (adapter_model.bin), which can run code when loaded; "
         "convert them to safetensors, or set `run_conf.model_args.use_safetensors: false` to load them anyway"
     ]
     allowed = RunConfig(model=str(tiny_model_dir), model_args={"use_safetensors": False})
-    check_model_sources(allowed, peft_conf)
+    assert check_model_sources(allowed, peft_conf) == []
 
 
 def test_relative_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    assert model_source_problem("./models/m") == (
+    assert model_source_problems("./models/m") == [
         f"run_conf.model: {tmp_path / 'models/m'}: not found (a local path; hub ids look like 'org/name')"
-    )
-    assert adapter_source_problem("empty") == (
+    ]
+    assert adapter_source_problems("empty") == [
         f"peft_conf.name_or_path: {tmp_path / 'empty'}: no adapter_config.json there (not a PEFT adapter directory)"
-    )
+    ]
     with pytest.raises(ModelSetupError, match=f"run_conf.model: could not load a model from {tmp_path / 'empty'}: "):
         load_model(RunConfig(model="empty"), NoQuantizationConfig(), 1)
     with pytest.raises(

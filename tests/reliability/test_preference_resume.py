@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from finetuning.cli import main
 from finetuning.train.checkpoints import last_complete_checkpoint
 from tests.conftest import REPO, write_yaml
@@ -14,6 +16,7 @@ from tests.e2e.test_dpo import dpo_config, sft_model  # noqa: F401 (sft_model is
 from tests.reliability.conftest import LORA, assert_bit_identical, final_weights
 
 
+@pytest.mark.slow
 def test_dpo_killed_mid_accumulation_resumes_bit_identical(tmp_path, sft_model):  # noqa: F811
     def config(directory):
         document = dpo_config(

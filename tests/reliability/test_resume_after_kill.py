@@ -25,6 +25,7 @@ from tests.reliability.conftest import assert_bit_identical, final_weights, resu
         ("save:3:KILL", "checkpoint-6"),  # inside the save of checkpoint-9: half written, never picked
     ],
 )
+@pytest.mark.slow
 def test_sigkill_then_auto_resume_is_bit_identical(tmp_path, tiny_model_dir, uninterrupted, fault, resumes_from):
     config = resumable_config(tmp_path, tiny_model_dir)
     killed = run_with_faults(config, fault)
@@ -43,6 +44,7 @@ def test_sigkill_then_auto_resume_is_bit_identical(tmp_path, tiny_model_dir, uni
     assert len(step_checkpoints(out)) == 2  # save_total_limit, counting the resumed run's saves
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_killed_mid_accumulation_resumes_bit_identical(tmp_path, tiny_model_dir):
     """The same without an adapter: every weight and the optimizer state of the whole model are restored."""
     no_peft = {"peft_type": "NO_PEFT"}

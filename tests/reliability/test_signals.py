@@ -19,6 +19,7 @@ from tests.reliability.conftest import assert_bit_identical, final_weights, resu
 
 
 @pytest.mark.parametrize("name", ["TERM", "INT"])
+@pytest.mark.slow
 def test_signal_mid_accumulation_saves_at_the_step_boundary_and_resume_is_bit_identical(
     tmp_path, tiny_model_dir, uninterrupted, name
 ):
@@ -41,6 +42,7 @@ def test_signal_mid_accumulation_saves_at_the_step_boundary_and_resume_is_bit_id
     assert_bit_identical(final_weights(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 def test_second_signal_aborts_at_once_without_saving(tmp_path, tiny_model_dir):
     config = resumable_config(tmp_path, tiny_model_dir)
     aborted = run_with_faults(config, "micro:5:TERM", "micro:6:TERM")  # both inside step 3, before it can save
@@ -50,6 +52,7 @@ def test_second_signal_aborts_at_once_without_saving(tmp_path, tiny_model_dir):
     assert step_checkpoints(out) == [] and not (out / "checkpoint-final").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_with_saving_disabled_still_checkpoints(tmp_path, tiny_model_dir):
     """As a scheduler or Ctrl-C does it: the signal comes from outside at an unknown moment, to the whole process
     group, DataLoader worker processes included; save_strategy is 'no' and resume is not configured, so the hint
@@ -84,6 +87,7 @@ def test_sigterm_to_the_process_group_with_saving_disabled_still_checkpoints(tmp
     assert "To resume, set run_conf.resume_from_checkpoint: auto (or the checkpoint path) and run:" in stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_training_exits_130_without_a_traceback(tmp_path, tiny_model_dir):
     """Nothing to save yet (the model is loading): stop at once, say so, no traceback."""
     interrupted = run_with_faults(resumable_config(tmp_path, tiny_model_dir), "load:1:INT")

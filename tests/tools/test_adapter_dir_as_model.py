@@ -25,6 +25,7 @@ def lora_out(tmp_path_factory, tiny_model_dir) -> Path:
     return work / "out"
 
 
+@pytest.mark.slow
 def test_generate_names_the_base_and_the_adapter(lora_out, tmp_path, capsys):
     adapter = lora_out / "checkpoint-final"
     config = write_yaml(
@@ -42,6 +43,7 @@ def test_generate_names_the_base_and_the_adapter(lora_out, tmp_path, capsys):
     assert not (tmp_path / "o.yaml").exists()
 
 
+@pytest.mark.slow
 def test_merge_adapter_console_script_exits_2(lora_out, tmp_path):
     adapter = lora_out / "checkpoint-final"
     result = subprocess.run(

@@ -64,6 +64,7 @@ def run(tmp_path, model, data, name="out.yaml", **changes) -> list[dict]:
     return yaml.safe_load((tmp_path / name).read_text())
 
 
+@pytest.mark.slow
 def test_recalls_the_trained_facts_with_the_output_schema(tmp_path, trained, capsys):
     model, data = trained
     items = run(tmp_path, model, data)
@@ -83,6 +84,7 @@ def test_recalls_the_trained_facts_with_the_output_schema(tmp_path, trained, cap
     assert [item["id"] for item in items] == [f"fact-{i:03d}" for i in range(10)]
 
 
+@pytest.mark.slow
 def test_prompt_messages_rows_and_defaults(tmp_path, trained):
     model, _ = trained
     rows = [
@@ -100,6 +102,7 @@ def test_prompt_messages_rows_and_defaults(tmp_path, trained):
     assert items[1]["exact_match"] is True and (items[1]["dataset"], items[1]["id"]) == ("mine", "q1")
 
 
+@pytest.mark.slow
 def test_deterministic(tmp_path, trained):
     model, data = trained
     run(tmp_path, model, data, "a.yaml")
@@ -107,6 +110,7 @@ def test_deterministic(tmp_path, trained):
     assert (tmp_path / "a.yaml").read_text() == (tmp_path / "b.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_stops_at_the_template_end_token(tmp_path, trained):
     from transformers import AutoTokenizer
 
@@ -119,6 +123,7 @@ def test_stops_at_the_template_end_token(tmp_path, trained):
         assert len(tokenizer(generated, add_special_tokens=False)["input_ids"]) < 64
 
 
+@pytest.mark.slow
 def test_batch_size_does_not_change_answers(tmp_path, trained):
     model, data = trained
     one = run(tmp_path, model, data, "one.yaml", batch_size=1)
@@ -126,12 +131,14 @@ def test_batch_size_does_not_change_answers(tmp_path, trained):
     assert [i["answer"] for i in one] == [i["answer"] for i in four]
 
 
+@pytest.mark.slow
 def test_truncates_long_prompts_from_the_left(tmp_path, trained):
     model, data = trained
     items = run(tmp_path, model, data, hf_gen_params={"max_new_tokens": 8, "max_length": 20})
     assert all(item["truncated"] for item in items)
 
 
+@pytest.mark.slow
 def test_open_input_with_num_samples(tmp_path, trained):
     model, _ = trained
     prompt_conf = {"type": "open-input", "input": "Who founded the city of Gimloxan?", "num_samples": 3}
@@ -151,6 +158,7 @@ def _error(tmp_path, capsys, model, prompt_conf=None, **changes) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_user_errors_exit_2(tmp_path, trained, capsys):
     model, _ = trained
     err = _error(tmp_path, capsys, model, hf_gen_params={"max_new_token": 5})
@@ -168,6 +176,7 @@ def test_user_errors_exit_2(tmp_path, trained, capsys):
     assert "bad.jsonl:1: missing 'prompt_messages'" in err
 
 
+@pytest.mark.slow
 def test_cli_subprocess(tmp_path, trained):
     model, data = trained
     config = gen_config(tmp_path, model, {"type": "eval-data", "data": {"path": str(data)}})
@@ -195,6 +204,7 @@ def test_shipped_example_loads(monkeypatch):
     assert len(read_prompts(config.prompt_conf)) == 100
 
 
+@pytest.mark.slow
 def test_lora_adapter(tmp_path, tiny_model_dir, trained):
     """An adapter trained with `finetuning sft` (chat-ml grew the vocabulary: base is checkpoint-new-basemodel)."""
     _, data = trained

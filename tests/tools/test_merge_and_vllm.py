@@ -42,6 +42,7 @@ def lora_run(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
     return work / "out", path
 
 
+@pytest.mark.slow
 def test_merged_model_equals_base_plus_adapter(lora_run, tmp_path):
     out, _ = lora_run
     adapter, new_base = out / "checkpoint-final", out / "checkpoint-new-basemodel"
@@ -86,6 +87,7 @@ def test_device_map_argument():
     assert parse_device_map('{"": "cpu"}') == {"": "cpu"}
 
 
+@pytest.mark.slow
 def test_merge_adapter_console_script_reports_user_errors(tmp_path, tiny_model_dir):
     result = subprocess.run(
         [

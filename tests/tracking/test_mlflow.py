@@ -4,13 +4,16 @@ config, the run's name and the run report attached as artifacts. Every store liv
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,7 @@ def only_run(uri: str, experiment: str):
     return client, runs[0]
 
 
+@pytest.mark.slow
 def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, tiny_model_dir):
     uri = (tmp_path / "mlruns").as_uri()
     tracking = {"mlflow_server_uri": uri, "experiment_name": "tiny", "run_name": "first"}
@@ -167,6 +171,7 @@ def test_a_run_logs_metrics_and_the_resolved_config_to_a_file_store(tmp_path, ti
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_the_run_is_named_after_training_args_run_name_when_tracking_names_none(tmp_path, tiny_model_dir):
     uri = (tmp_path / "mlruns").as_uri()
     tracking = {"mlflow_server_uri": uri, "experiment_name": "named"}
@@ -198,28 +203,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a random free port of 127.0.0.1, stopped afterwards."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+@contextmanager
+def live_server(store_uri: str, cwd: Path, *options: str):
+    """`mlflow ui` as the README runs it, over `store_uri`, on a free port of 127.0.0.1; stopped by its process group
+    at the end. `cwd` is where the server keeps anything of its own (default ./mlartifacts)."""
     port = free_port()
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root",
-            (root / "art").as_uri(),
-        ],
+        [*command, "--backend-store-uri", store_uri, "--workers", "1", *options],
+        cwd=cwd,
+        env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"},  # the README's command: for file:// stores
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the server's workers are stopped with it
@@ -227,6 +220,8 @@ def mlflow_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(360):  # bounded wait: at most 3 min (the server imports slowly on a busy machine)
+            if process.poll() is not None:
+                pytest.fail(f"mlflow ui exited with {process.returncode} over {store_uri}")
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
                     if response.status == 200:
@@ -234,7 +229,7 @@ def mlflow_server(tmp_path_factory):
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail("mlflow server did not start")
+            pytest.fail("mlflow ui did not start")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -245,6 +240,63 @@ def mlflow_server(tmp_path_factory):
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow server over a SQLite store of its own, for runs that log over HTTP."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with live_server(
+        f"sqlite:///{root / 'mlflow.db'}", root, "--default-artifact-root", (root / "art").as_uri()
+    ) as url:
+        yield url
+
+
+def rest(url: str, endpoint: str, body: dict | None = None, **query: str) -> dict:
+    """One call of MLflow's REST API (what the UI itself reads), GET with `query` or POST with `body`."""
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+LOCAL_STORES = {
+    "sqlite": lambda root: f"sqlite:///{root / 'mlflow.db'}",  # MLflow's default store kind now
+    "file": lambda root: (root / "mlruns").as_uri(),  # what Silogen configs use
+}
+
+
+@pytest.mark.slow  # a training, then a real `mlflow ui` started over what it wrote
+@pytest.mark.parametrize("kind", sorted(LOCAL_STORES))
+def test_the_readme_ui_command_shows_a_run_of_a_local_store(kind, tmp_path, tiny_model_dir, monkeypatch):
+    started_in = tmp_path / "cwd"
+    started_in.mkdir()
+    monkeypatch.chdir(started_in)
+    store = LOCAL_STORES[kind](tmp_path / "store")
+    assert train(tmp_path, tiny_model_dir, {"mlflow_server_uri": store, "experiment_name": "local"}) == 0
+    assert not list(started_in.iterdir())  # the store keeps the run's artifacts: no ./mlruns where training ran
+
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    with live_server(store, server_dir) as url:
+        experiment = rest(url, "experiments/get-by-name", experiment_name="local")["experiment"]
+        (found,) = rest(url, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+        run = rest(url, "runs/get", run_id=found["info"]["run_id"])["run"]
+        history = rest(url, "metrics/get-history", run_id=found["info"]["run_id"], metric_key="loss")["metrics"]
+        artifacts = rest(url, "artifacts/list", run_id=found["info"]["run_id"])
+    params = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert (run["info"]["status"], run["info"]["run_name"]) == ("FINISHED", "out")
+    assert [point["step"] for point in history] == [1, 2, 3, 4]
+    assert {metric["key"] for metric in run["data"]["metrics"]} >= {"loss", "train_loss"}
+    assert params["config.data_conf.chat_template_name"] == "chat-ml"
+    assert params["learning_rate"] == "0.003"
+    assert {item["path"] for item in artifacts["files"]} >= REPORT
+    assert artifacts["root_uri"].startswith((tmp_path / "store").as_uri())  # beside the store, not in ./mlruns
+    assert not list(server_dir.iterdir())  # the UI over a local store writes nothing of its own
+
+
+@pytest.mark.slow
 def test_cli_flags_log_to_a_live_server_and_resume_the_same_run(tmp_path, tiny_model_dir, mlflow_server):
     env_store = (tmp_path / "ignored").as_uri()
 

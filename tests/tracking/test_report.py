@@ -108,6 +108,7 @@ def assert_png(path: Path, width: int = 1080, height: int = 600) -> None:
     assert matplotlib.image.imread(path).shape[:2] == (height, width)
 
 
+@pytest.mark.slow
 def test_report_of_a_run_with_evaluation(tmp_path, tiny_model_dir, resolved_config):
     out = tmp_path / "run"
     trainer = make_trainer(tiny_model_dir, out, evaluate=True)
@@ -162,6 +163,7 @@ def test_report_of_a_run_with_evaluation(tmp_path, tiny_model_dir, resolved_conf
         assert expected in table, expected
 
 
+@pytest.mark.slow
 def test_callback_appends_when_training_resumes(tmp_path, tiny_model_dir, resolved_config):
     out = tmp_path / "run"
     make_trainer(tiny_model_dir, out, max_steps=2, save_strategy="steps", save_steps=2).train()
@@ -183,6 +185,7 @@ def test_callback_appends_when_training_resumes(tmp_path, tiny_model_dir, resolv
     assert [record["step"] for record in read_metrics(out / METRICS_FILE)] == [1, 1]  # loss, then the final metrics
 
 
+@pytest.mark.slow
 def test_run_without_evaluation_still_plots_also_without_metrics_file(tmp_path, tiny_model_dir, resolved_config):
     out = tmp_path / "run"
     trainer = make_trainer(tiny_model_dir, out, max_steps=2)

@@ -30,6 +30,7 @@ def test_section_sets_report_to_and_the_callback_environment():
     assert apply_wandb(None, {"report_to": "none"}, environ) == {"report_to": "none"}
 
 
+@pytest.mark.slow
 def test_offline_run_writes_metrics_and_config_locally(tmp_path, tiny_model_dir):
     os.environ["WANDB_DIR"] = str(tmp_path / "wandb-files")  # restored after the test (conftest)
     os.environ["WANDB_API_KEY"] = "SECRET_WANDB_KEY_0123456789012345678901"  # must never be written anywhere

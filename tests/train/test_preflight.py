@@ -16,16 +16,12 @@ import pytest
 from finetuning.config import ConfigError, load_any_config
 from finetuning.config.peft import GenericPeftConfig, NoPeftConfig, PretrainedPeftConfig
 from finetuning.errors import UserError
-from finetuning.model.loading import model_source_problem
-from finetuning.train import preflight
+from finetuning.model.loading import model_source_problems
+from finetuning.train import checkpoint_size, output_checks
 from finetuning.train.batch_size import BatchPlan
-from finetuning.train.preflight import (
-    ADAPTER_FALLBACK_FRACTION,
-    check_batch_sizes,
-    check_resume_target,
-    estimate_checkpoint_size,
-    run_preflight,
-)
+from finetuning.train.checkpoint_size import ADAPTER_FALLBACK_FRACTION, estimate_checkpoint_size
+from finetuning.train.preflight import check_batch_sizes, run_preflight
+from finetuning.train.resume_checks import check_resume_target, recipe_data_fingerprint
 from tests.conftest import REPO, deep_update, sft_config, write_jsonl, write_yaml
 
 LORA = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "peft_kwargs": {"r": 4, "target_modules": ["q_proj", "v_proj"]}}
@@ -44,7 +40,7 @@ def problems_of(cfg, plan, resume_from=None) -> list[str]:
 
 
 def test_a_good_config_passes_creates_nothing_and_logs_the_estimate(tmp_path, tiny_model_dir, caplog):
-    caplog.set_level(logging.INFO, logger="finetuning.train.preflight")
+    caplog.set_level(logging.INFO, logger="finetuning.train.checkpoint_size")
     cfg, plan = load(
         tmp_path, sft_config(tmp_path, tiny_model_dir, training_args={"output_dir": str(tmp_path / "a/b")})
     )
@@ -87,7 +83,7 @@ def _refuse_writes(monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(preflight.tempfile, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(output_checks.tempfile, "NamedTemporaryFile", refuse)
 
 
 def test_unwritable_output_dir(tmp_path, tiny_model_dir, monkeypatch):
@@ -106,7 +102,7 @@ def test_output_dir_that_cannot_be_created(tmp_path, tiny_model_dir, monkeypatch
         "Permission denied)"
     ]
     (tmp_path / "file").write_text("")
-    assert preflight.check_output_dir(str(tmp_path / "file" / "out")) == [
+    assert output_checks.check_output_dir(str(tmp_path / "file" / "out")) == [
         f"training_args.output_dir: {tmp_path / 'file/out'}: cannot be created, {tmp_path / 'file'} is not a directory"
     ]
 
@@ -115,7 +111,7 @@ def test_output_dir_that_cannot_be_created(tmp_path, tiny_model_dir, monkeypatch
 def test_read_only_directory_for_real(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    assert preflight.check_output_dir(str(locked)) == [
+    assert output_checks.check_output_dir(str(locked)) == [
         f"training_args.output_dir: {locked}: not writable (Permission denied)"
     ]
 
@@ -128,9 +124,9 @@ def test_read_only_directory_for_real(tmp_path):
 )
 def test_too_little_disk_space(tmp_path, tiny_model_dir, monkeypatch, save_strategy, what, multiple):
     cfg, plan = load(tmp_path, sft_config(tmp_path, tiny_model_dir, training_args={"save_strategy": save_strategy}))
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: Usage(10 * 1024**3, 0, 100 * 1024))
+    monkeypatch.setattr(output_checks.shutil, "disk_usage", lambda path: Usage(10 * 1024**3, 0, 100 * 1024))
     parameters = estimate_checkpoint_size(tiny_model_dir, NoPeftConfig(peft_type="NO_PEFT")).parameters
-    needed = preflight.format_bytes(parameters * multiple)  # fp32 weights (+ AdamW state when checkpointing)
+    needed = checkpoint_size.format_bytes(parameters * multiple)  # fp32 weights (+ AdamW state when checkpointing)
     assert problems_of(cfg, plan) == [
         f"training_args.output_dir: {tmp_path / 'out'}: about {needed} needed for {what}, 100.0 KiB free"
     ]
@@ -201,20 +197,20 @@ def test_checkpoint_estimate_fallbacks(tmp_path, tiny_model_dir):
 
 
 def test_hub_ids_are_looked_up_in_the_local_cache_only(tmp_path, tiny_model_dir, caplog):
-    caplog.set_level(logging.INFO, logger="finetuning.train.preflight")
+    caplog.set_level(logging.INFO, logger="finetuning.train.checkpoint_size")
     cache = tmp_path / "hub"
     document = sft_config(
         tmp_path, tiny_model_dir, run_conf={"model": "org/tiny", "model_args": {"cache_dir": str(cache)}}
     )
     cfg, _ = load(tmp_path, document)
-    assert preflight.checkpoint_size_estimate(cfg) is None
+    assert checkpoint_size.checkpoint_size_estimate(cfg) is None
     assert "checkpoint size estimate: skipped, org/tiny is not on this machine" in caplog.text
     repo = cache / "models--org--tiny"
     snapshot = repo / "snapshots" / ("0" * 40)
     shutil.copytree(tiny_model_dir, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    assert preflight.checkpoint_size_estimate(cfg) == estimate_checkpoint_size(tiny_model_dir, cfg.peft_conf)
+    assert checkpoint_size.checkpoint_size_estimate(cfg) == estimate_checkpoint_size(tiny_model_dir, cfg.peft_conf)
 
 
 # --- data and model ------------------------------------------------------------------------------------------------
@@ -342,6 +338,7 @@ def lora_checkpoint(tmp_path_factory, tiny_model_dir) -> tuple[Path, dict]:
     return work / "out" / "checkpoint-1", document
 
 
+@pytest.mark.slow
 def test_real_checkpoint_is_compatible_with_its_own_config(tmp_path, lora_checkpoint):
     checkpoint, document = lora_checkpoint
     cfg, plan = load(tmp_path, document)
@@ -351,7 +348,7 @@ def test_real_checkpoint_is_compatible_with_its_own_config(tmp_path, lora_checkp
         "per_device_train_batch_size": 8,
         "gradient_accumulation_steps": 1,
         "world_size": 1,
-        "data_fingerprint": preflight.recipe_data_fingerprint(cfg),
+        "data_fingerprint": recipe_data_fingerprint(cfg),
         "global_step": 1,
         "max_steps": 1,
         "training_length": {"max_steps": 1, "num_train_epochs": 3.0},
@@ -400,6 +397,7 @@ def test_plan_from_batch_size_module_is_what_preflight_compares(tmp_path, tiny_m
     assert check_resume_target(cfg, BatchPlan(2, 4, 2), str(checkpoint)) == []
 
 
+@pytest.mark.slow
 def test_resuming_onto_changed_data_is_refused(tmp_path, tiny_model_dir, capsys):
     """The restored data position only means something in the same examples, in the same order."""
     from finetuning.cli import main
@@ -444,8 +442,8 @@ def test_a_name_that_is_no_local_directory_will_be_fetched_online_with_a_did_you
     monkeypatch.delenv("HF_HUB_OFFLINE")
     (tmp_path / "tiny-base").mkdir()
     cache = tmp_path / "hub"
-    problem = model_source_problem("tiny-bse", model_args=SimpleNamespace(cache_dir=str(cache), revision=None))
-    assert problem is None
+    problems = model_source_problems("tiny-bse", model_args=SimpleNamespace(cache_dir=str(cache), revision=None))
+    assert problems == []
     assert (
         f"run_conf.model: 'tiny-bse' is not a local directory: it will be fetched from the Hub; did you mean "
         f"{tmp_path}/tiny-base?" in caplog.text
@@ -471,10 +469,10 @@ def test_offline_a_hub_id_in_the_local_cache_passes(tmp_path, tiny_model_dir, mo
 
 def test_a_name_that_is_neither_a_path_nor_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert model_source_problem("my model!") == (
+    assert model_source_problems("my model!") == [
         f"run_conf.model: 'my model!': neither a local directory ({tmp_path}/my model! does not exist) nor a valid "
         "hub id"
-    )
+    ]
 
 
 def test_training_arguments_are_built_in_the_preflight(tmp_path, tiny_model_dir):

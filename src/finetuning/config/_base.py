@@ -17,6 +17,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
 
+def is_number(value: Any) -> bool:
+    """An int or float, but not a bool (Python's bool is an int; in a YAML config `true` is never a number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _not_a_bool(value: Any) -> Any:
     # pydantic reads true as 1; in a YAML config `total_train_batch_size: yes` is a mistake, not a size.
     if isinstance(value, bool):

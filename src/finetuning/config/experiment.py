@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from finetuning.config._base import StrictModel
+from finetuning.config._base import StrictModel, is_number
 from finetuning.config.batchsize import BatchsizeConfig
 from finetuning.config.data import ChatTrainValidConfig
 from finetuning.config.overrides import Overrides
@@ -21,6 +21,7 @@ from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig,
 from finetuning.config.run import RunConfig
 from finetuning.config.sft import SFTArguments
 from finetuning.config.tracking import FinetuningTrackingConfig, WandbConfig
+from finetuning.config.trainer_fields import FieldTable, trainer_fields
 from finetuning.config.training_args import TrainingArgsError, default_logging_dir, process_training_args
 
 
@@ -33,7 +34,7 @@ class _CheckedTrainingArgs(dict):
 
 
 class ExperimentConfigBase(StrictModel):
-    """Sections shared by every method. Subclasses name the trainer arguments class in `_training_args_class`."""
+    """Sections shared by every method. The trainer arguments class is the method's (`trainer_fields.TRAINER_CLASSES`)."""
 
     method: str = Field(description="The fine-tuning method.")
     data_conf: ChatTrainValidConfig = Field(description="The data input config")
@@ -56,14 +57,15 @@ class ExperimentConfigBase(StrictModel):
     _overwrite_output_dir: bool = PrivateAttr(default=False)
 
     @classmethod
-    def _training_args_class(cls) -> type:
-        raise NotImplementedError
+    def _trainer_fields(cls) -> FieldTable:
+        """The fields of the method's trainer arguments class (from the on-disk table: no torch import)."""
+        return trainer_fields(cls.model_fields["method"].default)
 
     @field_validator("training_args")
     @classmethod
     def _check_training_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         try:
-            result = process_training_args(value, cls._training_args_class())
+            result = process_training_args(value, cls._trainer_fields())
         except TrainingArgsError as exc:
             # One pydantic error carrying all problems; the loader expands `problems` into separate lines.
             raise PydanticCustomError(
@@ -106,7 +108,7 @@ class ExperimentConfigBase(StrictModel):
         """No steps and no epochs would run zero steps and still save a "trained" model."""
         epochs = self.overrides.num_train_epochs or self.training_args.get("num_train_epochs")
         max_steps = self.training_args.get("max_steps")
-        if _is_number(epochs) and epochs <= 0 and not (_is_number(max_steps) and max_steps > 0):
+        if is_number(epochs) and epochs <= 0 and not (is_number(max_steps) and max_steps > 0):
             return (
                 f"training_args.num_train_epochs: must be greater than 0 (or set max_steps), got {epochs}; "
                 "this would train for zero steps"
@@ -143,12 +145,6 @@ class SFTExperimentConfig(ExperimentConfigBase):
 
     method: Literal["sft"] = Field("sft", description="The fine-tuning method; always sft here.")
     sft_args: SFTArguments = Field(description="SFT specific arguments")
-
-    @classmethod
-    def _training_args_class(cls) -> type:
-        from transformers import TrainingArguments  # lazy: imports torch
-
-        return TrainingArguments
 
 
 # Silogen's DPO defaults (TRL's are 1024 / none): long prompts are common in preference data.
@@ -209,9 +205,7 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
 
     @classmethod
     def _trainer_has_field(cls, name: str) -> bool:
-        import dataclasses
-
-        return any(field.name == name for field in dataclasses.fields(cls._training_args_class()))
+        return cls._trainer_fields().has_field(name)
 
     @property
     def max_prompt_length(self) -> int | None:
@@ -231,12 +225,8 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
         return self._reference_free
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return is_number(value) and isinstance(value, int) and value >= 1
 
 
 class DPOExperimentConfig(PreferenceExperimentConfigBase):
@@ -244,21 +234,9 @@ class DPOExperimentConfig(PreferenceExperimentConfigBase):
 
     method: Literal["dpo"] = Field("dpo", description="dpo: paired preference optimisation (DPO, IPO, hinge, ...).")
 
-    @classmethod
-    def _training_args_class(cls) -> type:
-        from trl import DPOConfig  # lazy: imports torch
-
-        return DPOConfig
-
 
 class KTOExperimentConfig(PreferenceExperimentConfigBase):
     """KTO (`finetuning dpo CONFIG` with `method: kto`): paired rows give one desirable and one undesirable example,
     unpaired rows carry a boolean `label`; `desirable_weight` / `undesirable_weight` live in `training_args`."""
 
     method: Literal["kto"] = Field("kto", description="kto: Kahneman-Tversky optimisation from (un)paired data.")
-
-    @classmethod
-    def _training_args_class(cls) -> type:
-        from trl import KTOConfig  # lazy: imports torch
-
-        return KTOConfig

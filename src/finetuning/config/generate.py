@@ -17,7 +17,6 @@ quant_conf: {quantization_type: no-quantization}
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationError
@@ -26,6 +25,7 @@ from finetuning.config._base import Int, StrictModel
 from finetuning.config.loading import ConfigError, format_validation_error, read_yaml
 from finetuning.config.quant import NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import ModelArguments
+from finetuning.errors import did_you_mean
 
 # GenerationConfig options that would break the one-answer-per-prompt output, or that are not options at all.
 _GEN_PARAMS_REFUSED = {
@@ -133,8 +133,7 @@ def gen_params_problems(params: Any) -> list[str]:
         if key in _GEN_PARAMS_REFUSED:
             problems.append(f"hf_gen_params.{key}: not allowed here ({_GEN_PARAMS_REFUSED[key]})")
         elif key not in valid:
-            close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.6)
-            problems.append(f"hf_gen_params.{key}: unknown key" + (f"; did you mean '{close[0]}'?" if close else ""))
+            problems.append(f"hf_gen_params.{key}: unknown key" + did_you_mean(str(key), sorted(valid)))
     if problems:
         return problems
     from transformers import GenerationConfig
@@ -151,9 +150,8 @@ def template_name_problem(name: Any) -> str | None:
 
     if name is None or name in TEMPLATES:
         return None
-    close = difflib.get_close_matches(str(name), list(TEMPLATES), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(TEMPLATES)}"
-    return f"chat_template_name: unknown chat template {name!r}; {hint}"
+    hint = did_you_mean(str(name), TEMPLATES) or f"; expected one of {', '.join(TEMPLATES)}"
+    return f"chat_template_name: unknown chat template {name!r}{hint}"
 
 
 def validate_generate_config(data: dict[str, Any], source: str | None = None) -> GenerateConfig:

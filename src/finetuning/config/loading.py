@@ -7,7 +7,6 @@ error per run is tedious (and slow when a cluster job has to start to show the n
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
 import typing
@@ -23,12 +22,10 @@ from finetuning.config.experiment import (
     KTOExperimentConfig,
     SFTExperimentConfig,
 )
-from finetuning.config.training_args import clean_message, merge_alternatives, shown_input
-from finetuning.errors import UserError
+from finetuning.config.messages import clean_message, merge_alternatives, shown_input
+from finetuning.config.secrets import drop_masked, is_secret_key, mask_secrets
+from finetuning.errors import UserError, did_you_mean
 from finetuning.paths import resolve_user_path
-
-_SECRET_PARTS = ("api_key", "apikey", "password", "secret")
-_NOT_SECRET_TOKENS = {"bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"}
 
 
 class ConfigError(UserError):
@@ -166,31 +163,12 @@ def validate_config(
     return cfg
 
 
-# The value secrets are replaced with in dumps (see `mask_secrets`).
-MASKED = "***"
-
-
 def _fed_back(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A resolved `finetuning_config.yaml` given as a config: its `_provenance` (versions, git sha) is a record, not
     a setting, and a masked secret is not a token to send anywhere: both are dropped, the secret with a notice."""
     notices: list[str] = []
-    data = _drop_masked({k: v for k, v in data.items() if k != "_provenance"}, "", notices)
+    data = drop_masked({k: v for k, v in data.items() if k != "_provenance"}, "", notices)
     return data, notices
-
-
-def _drop_masked(value: Any, path: str, notices: list[str]) -> Any:
-    if isinstance(value, list):
-        return [_drop_masked(v, f"{path}[{i}]", notices) for i, v in enumerate(value)]
-    if not isinstance(value, dict):
-        return value
-    out = {}
-    for key, item in value.items():
-        where = f"{path}.{key}" if path else str(key)
-        if item == MASKED and _is_secret_key(str(key)):
-            notices.append(f"{where}: {MASKED!r} is a masked secret (a saved config); treated as unset")
-            continue
-        out[key] = _drop_masked(item, where, notices)
-    return out
 
 
 # --- error formatting -------------------------------------------------------------------------------------------
@@ -287,9 +265,7 @@ def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
     msg = err["msg"]
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
-        names = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-        return f"unknown key; did you mean '{close[0]}'?" if close else "unknown key"
+        return "unknown key" + did_you_mean(key, model.model_fields if model is not None else [])
     if kind == "missing":
         return "required key is missing"
     if kind == "too_short":
@@ -335,39 +311,12 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel], data: A
             lines.append(tag_problem)
             continue
         lines.append(f"{path}: {_message(err, model)}" if path else _message(err, model))
-        if (shown := shown_input(err, secret=_is_secret_key(path.rsplit(".", 1)[-1]))) is not None:
+        if (shown := shown_input(err, secret=is_secret_key(path.rsplit(".", 1)[-1]))) is not None:
             given[path] = shown
     return merge_alternatives(lines, given)
 
 
 # --- resolved config ---------------------------------------------------------------------------------------------
-
-
-def _is_secret_key(key: str) -> bool:
-    key = key.lower()
-    if key in _NOT_SECRET_TOKENS:
-        return False
-    # `token`, `hub_token`, `hf_token`, `access_token`, but not `tokenizer` or `missing_pad_token_strategy`.
-    return key == "token" or key.endswith("_token") or any(part in key for part in _SECRET_PARTS)
-
-
-# `scheme://user:password@host` → `scheme://***@host` (tracking servers, S3 endpoints, proxies)
-_URI_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("***" if _is_secret_key(str(k)) and v not in (None, "") else _mask(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    if isinstance(value, str):
-        return _URI_CREDENTIALS.sub("***@", value)
-    return value
-
-
-def mask_secrets(value: Any) -> Any:
-    """Secret-named keys → "***", credentials in URIs → "***@" (for anything written or logged)."""
-    return _mask(value)
 
 
 def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
@@ -380,7 +329,7 @@ def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
         data["training_args"]["logging_dir"] = cfg.legacy_logging_dir
     data["training_args"].update(cfg.engine_training_args())
     _make_paths_absolute(data)
-    return _mask(data)
+    return mask_secrets(data)
 
 
 def _make_paths_absolute(data: dict[str, Any]) -> None:

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from finetuning.config._base import StrictModel
-from finetuning.config.training_args import check_dataclass_kwargs
+from finetuning.config._base import StrictModel, is_number
+from finetuning.config.dataclass_check import check_dataclass_kwargs
+from finetuning.errors import did_you_mean
 
 # The PeftType values documented by the schema. Newer `peft` releases add more; those are accepted too (checked
 # lazily against the installed `peft.PeftType`).
@@ -88,11 +89,8 @@ class GenericPeftConfig(StrictModel):
             installed = []
         if value in installed:
             return value
-        import difflib
-
         choices = sorted(set(KNOWN_PEFT_TYPES) | set(installed)) + ["NO_PEFT", "PRETRAINED_PEFT"]
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+        hint = did_you_mean(value, choices) or f"; expected one of {', '.join(choices)}"
         raise ValueError(f"unknown peft_type '{value}'{hint}")
 
     @model_validator(mode="after")
@@ -122,7 +120,7 @@ class GenericPeftConfig(StrictModel):
     def _rank_problems(self) -> list[str]:
         """The adapter rank `r` (LoRA and its relatives) is checked by peft only while wrapping the loaded model."""
         rank = self.peft_kwargs.get("r")
-        if isinstance(rank, int) and not isinstance(rank, bool) and rank < 1:
+        if is_number(rank) and isinstance(rank, int) and rank < 1:
             return [f"peft_conf.peft_kwargs.r: must be greater than or equal to 1, got {rank}"]
         return []
 

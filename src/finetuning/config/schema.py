@@ -6,11 +6,8 @@ config reference in docs/ is rendered from the same schema so it cannot drift fr
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import importlib.metadata
 import json
-import typing
 from typing import Any
 
 from finetuning.config.experiment import (
@@ -20,18 +17,13 @@ from finetuning.config.experiment import (
     PreferenceExperimentConfigBase,
     SFTExperimentConfig,
 )
+from finetuning.config.legacy_keys import LEGACY_KEYS
+from finetuning.config.trainer_fields import FieldInfo, trainer_fields
 from finetuning.config.training_args import TRAINING_ARGS_FORBIDDEN
 
 # Keys the validator accepts although the installed trainer arguments class may not have them (it translates or
 # consumes them); listed in the schema as deprecated, so editors do not flag a working Silogen config.
-LEGACY_TRAINING_ARGS = {
-    "warmup_ratio": "Legacy: translated to warmup_steps (a value below 1 is a fraction of the total steps).",
-    "group_by_length": "Legacy: true is translated to train_sampling_strategy: group_by_length.",
-    "evaluation_strategy": "Legacy: renamed to eval_strategy.",
-    "overwrite_output_dir": "Legacy: true lets a fresh start replace an earlier run's outputs in output_dir.",
-    "logging_dir": "Legacy: the TensorBoard log directory (default $LOGS_PATH or ./logs).",
-    "save_safetensors": "Legacy: only true; checkpoints are always safetensors.",
-}
+LEGACY_TRAINING_ARGS = {key: legacy.description for key, legacy in LEGACY_KEYS.items()}
 PREFERENCE_ENGINE_ARGS = {
     "max_prompt_length": (
         DPO_DEFAULT_MAX_PROMPT_LENGTH,
@@ -47,7 +39,7 @@ PREFERENCE_DEFAULTS = {"max_length": DPO_DEFAULT_MAX_LENGTH}
 
 def config_json_schema(config_class: type[ExperimentConfigBase] = SFTExperimentConfig) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the experiment config; `training_args` lists the installed trainer arguments
-    class' fields (read from the dataclass, so it follows the installed transformers / TRL)."""
+    class' fields (read from its field table, so it follows the installed transformers / TRL)."""
     schema = config_class.model_json_schema()
     schema["properties"]["training_args"].update(training_args_schema(config_class))
     return schema
@@ -56,17 +48,12 @@ def config_json_schema(config_class: type[ExperimentConfigBase] = SFTExperimentC
 def training_args_schema(config_class: type[ExperimentConfigBase]) -> dict[str, Any]:
     """`properties` of `training_args` (name, type, default, help of each dataclass field), unknown keys refused as
     by the validator; the batch-size keys (set from batchsize_conf) are left out, so an editor flags them too."""
-    dataclass_type = config_class._training_args_class()
-    try:
-        hints = typing.get_type_hints(dataclass_type)
-    except Exception:  # an unresolvable forward reference: those fields get no type
-        hints = {}
     preference = issubclass(config_class, PreferenceExperimentConfigBase)
     defaults = {**ENGINE_DEFAULTS, **(PREFERENCE_DEFAULTS if preference else {})}
     properties: dict[str, Any] = {}
-    for field in dataclasses.fields(dataclass_type):
-        if field.init and not field.name.startswith("_") and field.name not in TRAINING_ARGS_FORBIDDEN:
-            properties[field.name] = _field_schema(field, hints.get(field.name, Any), defaults)
+    for name, field in config_class._trainer_fields().init_fields.items():
+        if name not in TRAINING_ARGS_FORBIDDEN:
+            properties[name] = _field_schema(field, defaults)
     extra = {key: {"description": text, "deprecated": True} for key, text in LEGACY_TRAINING_ARGS.items()}
     if preference:
         extra.update(
@@ -78,50 +65,42 @@ def training_args_schema(config_class: type[ExperimentConfigBase]) -> dict[str, 
     return {"properties": properties, "additionalProperties": False}
 
 
-def _field_schema(field: dataclasses.Field, annotation: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    out = _annotation_schema(annotation)
-    default = defaults.get(field.name, _default(field))
-    if default is not dataclasses.MISSING:
-        out["default"] = default
-    if field.metadata.get("help"):
-        out["description"] = " ".join(str(field.metadata["help"]).split())
+def _field_schema(field: FieldInfo, defaults: dict[str, Any]) -> dict[str, Any]:
+    out = _annotation_schema(field.type)
+    if field.name in defaults:
+        out["default"] = defaults[field.name]
+    elif field.has_default:
+        out["default"] = field.default
+    if field.help:
+        out["description"] = field.help
     return out
 
 
-def _default(field: dataclasses.Field) -> Any:
-    """The field's default as JSON (enum members as their values); MISSING when there is none or it is not JSON."""
-    value = field.default
-    if value is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
-        value = field.default_factory()
-    value = value.value if isinstance(value, enum.Enum) else value
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return dataclasses.MISSING
-    return value
+_SIMPLE_TYPES = {
+    "bool": "boolean",
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "dict": "object",
+    "none": "null",
+}
 
 
-_SIMPLE_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", type(None): "null"}
-
-
-def _annotation_schema(annotation: Any) -> dict[str, Any]:
-    """JSON Schema of a dataclass field annotation, as the validator reads it: `Enum | str` takes only the enum's
-    values, `list[X]` also a single X; anything else (classes) is left open."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation in _SIMPLE_TYPES:
-        return {"type": _SIMPLE_TYPES[annotation]}
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return {"enum": [str(member.value) for member in annotation]}
-    if origin is typing.Literal:
-        return {"enum": list(args)}
-    if origin is dict:
+def _annotation_schema(spec: Any) -> dict[str, Any]:
+    """JSON Schema of a field's type spec (`trainer_fields.type_spec`), as the validator reads it: `Enum | str` takes
+    only the enum's values, `list[X]` also a single X; anything else (classes) is left open."""
+    if isinstance(spec, str):
+        return {"type": _SIMPLE_TYPES[spec]} if spec in _SIMPLE_TYPES else {}
+    if "enum" in spec or "literal" in spec:
+        return {"enum": list(spec.get("enum", spec.get("literal")))}
+    if "dict" in spec:
         return {"type": "object"}
-    if origin is list and args:
-        item = _annotation_schema(args[0])
+    if "list" in spec:
+        item = _annotation_schema(spec["list"])
         return {"anyOf": [item, {"type": "array", "items": item}]} if item else {"type": "array"}
-    if origin is typing.Union or type(annotation).__name__ == "UnionType":
-        members = [a for a in args if not (a is str and any(_is_enum(b) for b in args))]
-        schemas = [_annotation_schema(a) for a in members]
+    if "union" in spec:
+        members = [m for m in spec["union"] if not (m == "str" and any(_is_enum(b) for b in spec["union"]))]
+        schemas = [_annotation_schema(m) for m in members]
         if any(not schema for schema in schemas):  # one open member opens the whole union
             return {}
         flat = [member for schema in schemas for member in schema.get("anyOf", [schema])]
@@ -130,8 +109,8 @@ def _annotation_schema(annotation: Any) -> dict[str, Any]:
     return {}
 
 
-def _is_enum(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+def _is_enum(spec: Any) -> bool:
+    return isinstance(spec, dict) and "enum" in spec
 
 
 def _ref_name(ref: str) -> str:
@@ -223,26 +202,24 @@ def render_config_reference(config_class: type[ExperimentConfigBase] = SFTExperi
 def _training_args_reference(config_class: type[ExperimentConfigBase], properties: dict[str, Any]) -> list[str]:
     """The `training_args` section: the method's own options in full (DPOConfig / KTOConfig beyond
     TrainingArguments), the keys the engine consumes, then the TrainingArguments options in a compact table."""
-    from transformers import TrainingArguments  # lazy: imports torch; only for the reference
-
-    dataclass_type = config_class._training_args_class()
-    library = "trl" if dataclass_type.__module__.startswith("trl") else "transformers"
-    inherited = {field.name for field in dataclasses.fields(TrainingArguments)}
-    fields = {field.name for field in dataclasses.fields(dataclass_type)}
+    table = config_class._trainer_fields()
+    library = "trl" if table.module.startswith("trl") else "transformers"
+    inherited = {field.name for field in trainer_fields("sft").fields}  # TrainingArguments'
+    fields = {field.name for field in table.fields}
     own = {key: prop for key, prop in properties.items() if key in fields - inherited}
     engine = {key: prop for key, prop in properties.items() if key not in fields}
     base = {key: prop for key, prop in properties.items() if key in inherited}
     out = [
         "# training_args",
         "",
-        f"Checked against the installed `{dataclass_type.__name__}` ({library} {_version(library)}): unknown keys are "
+        f"Checked against the installed `{table.class_name}` ({library} {_version(library)}): unknown keys are "
         "errors. The batch size keys (`per_device_train_batch_size`, `per_device_eval_batch_size`, "
         "`gradient_accumulation_steps`) come from `batchsize_conf`.",
     ]
     if own:
         out += [
             "",
-            f"## {dataclass_type.__name__} options beyond TrainingArguments",
+            f"## {table.class_name} options beyond TrainingArguments",
             "",
             *_key_table(own, compact=False),
         ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+from typing import TYPE_CHECKING
 
 from .tokenize import IGNORE_INDEX
+
+if TYPE_CHECKING:  # importing TRL's SFT trainer module imports torch and transformers: only when a collator is built
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 
 @dataclass
@@ -30,6 +32,8 @@ class UnkToEosCollator:
 
 def build_collator(tokenizer, pad_strategy: str):
     """Right-padding collator for pre-tokenised `input_ids` + `labels` (pad positions are -100 in labels)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
     collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     if pad_strategy == "unk-convert-to-eos":
         return UnkToEosCollator(collator, tokenizer.unk_token_id, tokenizer.eos_token_id)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from datasets import Dataset
+from .readers import DataError, data_problems, file_digest, read_all
 
-from .mixing import concatenate, longest_first, split_sources, weighted_mix
-from .readers import DataError, read_all
+if TYPE_CHECKING:  # datasets (and pandas) load only when data is turned into datasets, not for the checks
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def read_input(
 
     Only `columns` are kept: optional metadata keys differ between files and would block concatenation.
     """
+    from datasets import Dataset
+
     paths = [dataset.path for dataset in data_input.datasets]
     return [
         Dataset.from_dict({column: [row.get(column) for row in rows] for column in columns})
@@ -69,6 +72,8 @@ def sampled_sources(data_input, parts: list[Dataset]) -> list[tuple[Dataset, flo
 def combine(data_input, parts: list[Dataset], weights: list[float]) -> Dataset:
     """The training dataset from its processed files; a file left empty (every example too long, or all in
     validation) takes no part in the mix."""
+    from .mixing import concatenate, weighted_mix
+
     kept = [(part, weight) for part, weight in zip(parts, weights, strict=True) if len(part)]
     kept = kept or [(parts[0], 1.0)]  # every file empty: an empty dataset, which the trainer refuses
     if data_input.type == "PRECOMPUTE_WEIGHTED_MIX":
@@ -76,12 +81,13 @@ def combine(data_input, parts: list[Dataset], weights: list[float]) -> Dataset:
     return concatenate([part for part, _ in kept])
 
 
-def validate_inputs(data_conf, row_problem: Callable[[dict], str | None]) -> int:
-    """Read and check every file the config names; raises DataError listing all problems; returns the file count."""
+def input_problems(data_conf, row_problem: Callable[[dict], str | None]) -> list[str]:
+    """Every problem of every file the config names (file:line), none when all parse and pass `row_problem`."""
     inputs = _listed_inputs(data_conf)
     paths = [dataset.path for _, data_input in inputs for dataset in data_input.datasets]
-    read_all(paths, row_problem, [key for where, data_input in inputs for key in _path_keys(data_input, where)])
-    return len(paths)
+    return data_problems(
+        paths, row_problem, [key for where, data_input in inputs for key in _path_keys(data_input, where)]
+    )
 
 
 # Raised whenever the pipeline orders, splits or mixes examples differently from the same inputs (2: AUTO_SPLIT per
@@ -92,23 +98,19 @@ PIPELINE_VERSION = 2
 def data_fingerprint(data_conf, settings: dict) -> str:
     """A digest of everything that decides which example comes at which position: the bytes of every data file, the
     data settings (mixing, split, template, `settings` such as max_seq_length) and the pipeline version. A checkpoint
-    stores it, so a resume onto changed data is refused instead of continuing at a position in other examples."""
+    stores it, so a resume onto changed data is refused instead of continuing at a position in other examples.
+    Each file's bytes are taken from its one read of the run (readers.read_file), which the checks and the recipe
+    parse from too."""
     import hashlib
     import json
-
-    from ..paths import resolve_user_path
 
     digest = hashlib.sha256()
     described = [PIPELINE_VERSION, data_conf.model_dump(mode="json"), settings]
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     for _, data_input in _listed_inputs(data_conf):
         for dataset in data_input.datasets:
-            try:
-                with resolve_user_path(dataset.path).open("rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-            except OSError:  # missing or unreadable: the data checks report it, and nothing trains on this digest
-                digest.update(b"\0unreadable:" + str(dataset.path).encode())
+            # missing or unreadable: the data checks report it, and nothing trains on this digest
+            digest.update((file_digest(dataset.path) or f"\0unreadable:{dataset.path}").encode())
     return digest.hexdigest()[:16]
 
 
@@ -159,6 +161,8 @@ def prepare_splits(
 
     Every file is read (and checked) before any is processed, so bad training and validation data show together.
     `process` maps the datasets of one data input's files (one per file) to their processed versions."""
+    from .mixing import concatenate, longest_first, split_sources
+
     validation_conf = data_conf.validation_data
     training_parts, *validation_parts = _read_each(read, _listed_inputs(data_conf))
     sources = sampled_sources(data_conf.training_data, training_parts)

@@ -9,22 +9,23 @@ exactly as TRL does, so DPO sees the same ids an SFT model was trained and is se
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pyarrow.compute as pc
-from datasets import Dataset
-from trl.data_utils import common_prefix_length
+from typing import TYPE_CHECKING
 
 from .inputs import (
     DataReport,
     drop_too_long,
+    input_problems,
     map_workers,
     prepare_splits,
     read_input,
     sum_over_batches,
-    validate_inputs,
 )
 from .readers import check_messages
 from .templates import TemplateError, get_template, render, role_order_problem, template_refusal
+
+if TYPE_CHECKING:  # datasets (pandas, pyarrow) and TRL (torch) load only when data is tokenized, not for row checks
+    from datasets import Dataset
+
 
 PAIR_KEYS = ("prompt_messages", "chosen_messages", "rejected_messages")
 UNPAIRED_KEYS = ("prompt_messages", "completion_messages", "label")
@@ -127,6 +128,8 @@ def truncate_prompt(prompt_ids: list[int], max_prompt_length: int | None, bos_to
 
 
 def tokenize_pair(row: dict, tokenizer, max_prompt_length: int | None) -> dict:
+    from trl.data_utils import common_prefix_length
+
     texts = preference_texts(row, tokenizer)
 
     def ids(text: str) -> list[int]:
@@ -178,6 +181,8 @@ def build_dpo_datasets(
 
 def _as_kto_examples(dataset: Dataset) -> Dataset:
     """Rows → TRL's conversational unpaired form {prompt, completion, label}; pairs give one example of each label."""
+    from datasets import Dataset
+
     rows = []
     for row in dataset:
         if row.get("chosen_messages"):
@@ -221,6 +226,8 @@ def kto_token_counts(examples: Dataset, tokenizer, batch_size: int = 1000) -> tu
     """(prompt + completion tokens, completion tokens) of KTO examples, tokenised as TRL's KTOTrainer does: the
     chat-templated prompt (with generation prompt) and prompt + completion, the completion starting where the two
     diverge. Counted before KTO's `max_length` truncation and without the KL term's mismatched completions."""
+    from trl.data_utils import common_prefix_length
+
     tokens = trained = 0
     for batch in examples.select_columns(["prompt", "completion"]).iter(batch_size=batch_size):
         for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True):
@@ -241,6 +248,8 @@ def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = Fal
 def _fill_report(report: DataReport, train: Dataset, evaluation: Dataset | None, completion_columns) -> None:
     """Counts of one epoch, batch by batch (Arrow compute): tokens as fed to the model (prompt + the longer
     completion), trained = every completion's tokens."""
+    import pyarrow.compute as pc
+
     report.train_examples = len(train)
     report.eval_examples = 0 if evaluation is None else len(evaluation)
     report.train_tokens = sum_over_batches(train, ["length"], lambda batch: pc.sum(batch["length"]).as_py() or 0)
@@ -256,5 +265,6 @@ def row_schema(method: str):
     return (kto_row_problem, KTO_COLUMNS) if method == "kto" else (dpo_row_problem, PAIR_KEYS)
 
 
-def validate_preference_data(data_conf, method: str) -> int:
-    return validate_inputs(data_conf, preference_row_checker(method, data_conf))
+def preference_data_problems(data_conf, method: str) -> list[str]:
+    """Every problem of every file the config names, as `finetuning validate` and the pre-flight report them."""
+    return input_problems(data_conf, preference_row_checker(method, data_conf))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from ..paths import resolve_user_path
 
 ROLES = ("system", "user", "assistant")
@@ -27,8 +27,8 @@ def json_type(value) -> str:
 
 
 def _did_you_mean(value, choices) -> str:
-    close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6) if isinstance(value, str) else []
-    return f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+    close = did_you_mean(value.lower(), choices) if isinstance(value, str) else ""
+    return close or f"; expected one of {', '.join(choices)}"
 
 
 def message_problem(message, where: str) -> str | None:
@@ -141,14 +141,15 @@ def _is_one_json_object(text: str) -> bool:
         return False
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 text; a leading byte order mark (as Windows editors write it) is dropped, a bad byte names its line."""
+def _decode(data: bytes) -> tuple[str, tuple[tuple[int, object], ...]]:
+    """UTF-8 text; a leading byte order mark (as Windows editors write it) is dropped. A bad byte is the file's one
+    entry, naming its line, so the row checks report it as `path:line: not valid UTF-8 ...`."""
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), ()
     except UnicodeDecodeError as error:
         before = data[: error.start]
         line, column = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1
-        raise DataError([f"{path}:{line}: not valid UTF-8 (byte {column} of the line)"]) from None
+        return "", ((line, ValueError(f"not valid UTF-8 (byte {column} of the line)")),)
 
 
 def _iter_json_rows(text: str) -> Iterator[tuple[int, object]]:
@@ -167,28 +168,86 @@ def _file_problem(path: Path) -> str | None:
     return None
 
 
-def _read_text(path: Path, key: str | None) -> str:
-    """The file's text. A file that cannot be used at all is one problem naming it, and the config key that named
-    it when the caller knows it (`data_conf.training_data.datasets[0].path`)."""
-    problem, data = _file_problem(path), b""
-    if problem is None:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            problem = f"{path}: cannot read the file: {error.strerror or error}"
-    if problem is None and not data:
-        problem = f"{path}: no rows: the file is empty (0 bytes)"
-    if problem is not None:
-        raise DataError([f"{key}: {problem}" if key else problem])
-    return _decode(path, data)
+# --- one read of each file per run ----------------------------------------------------------------------------------
 
 
-def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None) -> list[dict]:
-    """Read every row of one data file; raise DataError listing each bad row with its line number."""
+@dataclass(frozen=True)
+class FileRead:
+    """A data file as read once per run: what the data fingerprint needs (the digest of its bytes) and what the
+    checks and the recipe need (its values parsed, each with the line it starts on), from one open and one parse."""
+
+    digest: str | None  # sha256 of the file's bytes; None when they could not be read
+    entries: tuple[tuple[int, object], ...] = ()  # (line, parsed value, or the ValueError of an unparsable line)
+    problem: str | None = None  # why the file cannot be used at all (missing, unreadable, empty)
+    array: bool = False  # a JSON array file, not JSONL (for the "no rows" message)
+
+
+# Per-run memo: (absolute path, size, mtime_ns, inode, ctime_ns) → FileRead. A file changed on disk has another key,
+# so it is read again; forget_read_files() empties the memo when a run ends (parsed rows are not kept past it).
+_READ_FILES: dict[tuple, FileRead] = {}
+
+
+def forget_read_files() -> None:
+    """Drop the files read so far: the run lifecycle calls it when a run ends, so no rows outlive the run."""
+    _READ_FILES.clear()
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (str(path), status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
+
+
+def _read_once(path: Path) -> FileRead:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return FileRead(None, problem=f"{path}: cannot read the file: {error.strerror or error}")
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return FileRead(digest, problem=f"{path}: no rows: the file is empty (0 bytes)")
+    text, bad_bytes = _decode(data)
+    if bad_bytes:
+        return FileRead(digest, bad_bytes)
+    return FileRead(digest, tuple(_iter_json_rows(text)), array=text.lstrip().startswith("["))
+
+
+def read_file(path_str: str) -> FileRead:
+    """The file `path_str` names (resolved against the working directory), read and parsed at most once while it is
+    unchanged on disk: the fingerprint, the pre-load checks and the recipe all take it from here."""
     path = resolve_user_path(path_str)
-    text = _read_text(path, key)
+    if (problem := _file_problem(path)) is not None:
+        return FileRead(None, problem=problem)
+    key = _identity(path)
+    if key is not None and key in _READ_FILES:
+        return _READ_FILES[key]
+    read = _read_once(path)
+    if key is not None and read.digest is not None:
+        _READ_FILES[key] = read
+    return read
+
+
+def file_digest(path_str: str) -> str | None:
+    """sha256 of the file's bytes (from its one read), or None when it cannot be read."""
+    return read_file(path_str).digest
+
+
+# --- rows and their problems ----------------------------------------------------------------------------------------
+
+
+def _checked_rows(
+    read: FileRead, path: Path, row_problem: Callable[[dict], str | None], key: str | None
+) -> tuple[list[dict], list[str]]:
+    """(good rows, problems): a problem with the whole file names the config key when the caller knows it
+    (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem`."""
+    if read.problem is not None:
+        return [], [f"{key}: {read.problem}" if key else read.problem]
     rows, problems = [], []
-    for line, value in _iter_json_rows(text):
+    for line, value in read.entries:
         if isinstance(value, Exception):
             problems.append(f"{path}:{line}: {value}")
         elif not isinstance(value, dict):
@@ -201,24 +260,42 @@ def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str
             problems.append(f"{path}: stopped after {MAX_REPORTED_PROBLEMS} problems")
             break
     if not problems and not rows:
-        what = "an empty JSON array" if text.lstrip().startswith("[") else "only blank lines"
+        what = "an empty JSON array" if read.array else "only blank lines"
         problems.append(f"{path}: no rows: the file holds {what}")
-    if problems:
-        raise DataError(problems)
-    return rows
+    return rows, problems
+
+
+def read_checked(
+    path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None
+) -> tuple[list[dict], list[str]]:
+    """Every good row of one data file and every problem found in it (the rows are shared with the other readers of
+    this run: read them, do not change them)."""
+    return _checked_rows(read_file(path_str), resolve_user_path(path_str), row_problem, key)
+
+
+def data_problems(
+    paths: list[str], row_problem: Callable[[dict], str | None], keys: list[str] | None = None
+) -> list[str]:
+    """The problems of several data files, all of them (the check `finetuning validate` and the pre-flight run);
+    `keys` are the config keys that name the files, for problems with a whole file."""
+    keys = keys or [None] * len(paths)
+    return [
+        problem for path, key in zip(paths, keys, strict=True) for problem in read_checked(path, row_problem, key)[1]
+    ]
+
+
+def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None) -> list[dict]:
+    """Every row of one data file; raise DataError listing each bad row with its line number."""
+    return read_all([path_str], row_problem, [key] if key else None)[0]
 
 
 def read_all(
     paths: list[str], row_problem: Callable[[dict], str | None], keys: list[str] | None = None
 ) -> list[list[dict]]:
-    """Read several files, collecting the problems of all of them before failing; `keys` are the config keys that
-    name the files, for problems with a whole file."""
-    results, problems = [], []
-    for path, key in zip(paths, keys or [None] * len(paths), strict=True):
-        try:
-            results.append(read_rows(path, row_problem, key))
-        except DataError as error:
-            problems.extend(error.problems)
+    """The rows of several files (for the recipe); one DataError with the problems of all of them, if any."""
+    keys = keys or [None] * len(paths)
+    results = [read_checked(path, row_problem, key) for path, key in zip(paths, keys, strict=True)]
+    problems = [problem for _, found in results for problem in found]
     if problems:
         raise DataError(problems)
-    return results
+    return [rows for rows, _ in results]

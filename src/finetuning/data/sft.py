@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-
-import pyarrow.compute as pc
-from datasets import Dataset
+from typing import TYPE_CHECKING
 
 from .inputs import (
     DataReport,
     drop_too_long,
+    input_problems,
     map_workers,
     prepare_splits,
     read_input,
     sum_over_batches,
-    validate_inputs,
 )
 from .readers import sft_row_problem
 from .templates import Markers, get_template, role_order_problem, template_refusal
 from .tokenize import IGNORE_INDEX, tokenize_batch
+
+if TYPE_CHECKING:  # datasets loads when data is tokenised, not for the checks
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 SETTING = "sft_args.max_seq_length"
@@ -46,9 +47,9 @@ def sft_row_checker(data_conf, require_assistant: bool, tokenizer=None) -> Calla
     return problem
 
 
-def validate_sft_data(data_conf, require_assistant: bool) -> int:
-    """Read and check every file the config names (for `finetuning validate`); raises DataError."""
-    return validate_inputs(data_conf, sft_row_checker(data_conf, require_assistant))
+def sft_data_problems(data_conf, require_assistant: bool) -> list[str]:
+    """Every problem of every file the config names, as `finetuning validate` and the pre-flight report them."""
+    return input_problems(data_conf, sft_row_checker(data_conf, require_assistant))
 
 
 def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: int | None, what: str) -> Dataset:
@@ -64,6 +65,8 @@ def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: in
 
 def _token_counts(train: Dataset) -> tuple[int, int]:
     """(tokens, tokens with a label) of one epoch, summed batch by batch with Arrow compute."""
+    import pyarrow.compute as pc
+
     tokens = sum_over_batches(train, ["length"], lambda batch: pc.sum(batch["length"]).as_py() or 0)
     trained = sum_over_batches(
         train,
@@ -77,6 +80,8 @@ def build_sft_datasets(
     data_conf, sft_args, tokenizer, markers: Markers | None, num_proc: int | None = None
 ) -> tuple[Dataset, Dataset | None, DataReport]:
     """Return tokenised (train, validation or None, report); columns input_ids, labels, length."""
+    import pyarrow.compute as pc
+
     report = DataReport()
     completions_only = markers is not None
 

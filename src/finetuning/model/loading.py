@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import resolve_user_path
+from ..train.distributed import local_rank
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,16 @@ def hub_offline() -> bool:
 
 def similar_local_dir(path: Path) -> Path | None:
     """A directory beside `path` with a close name (`tiny-bse` → `tiny-base`): a typo, not a hub id."""
-    import difflib
+    from ..errors import closest
 
     parent = path.parent
     try:
         names = [entry.name for entry in parent.iterdir() if entry.is_dir()] if parent.is_dir() else []
     except OSError:
         return None
-    match = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
-    return parent / match[0] if match else None
+    # stricter than a did-you-mean: a match turns what could be a hub id into a "no such directory" error
+    match = closest(path.name, names, cutoff=0.75)
+    return parent / match if match is not None else None
 
 
 def in_hub_cache(repo_id: str, filename: str, model_args=None) -> bool | None:
@@ -71,41 +73,42 @@ def in_hub_cache(repo_id: str, filename: str, model_args=None) -> bool | None:
         return None
 
 
-def model_source_problem(
+def model_source_problems(
     name_or_path: str, key: str = "run_conf.model", model_args=None, marker: str = "config.json"
-) -> str | None:
+) -> list[str]:
     """A source that is not a local directory: a missing local path is an error; a name is a hub id, which offline
     (HF_HUB_OFFLINE) must already be in the local cache (`marker` is the file looked up there); online it is fetched
     (logged). A similar local directory is suggested either way: a mistyped path would otherwise mean minutes of
     download retries."""
     path = resolve_user_path(name_or_path)
     if path.exists():
-        return None
+        return []
     similar = similar_local_dir(path)
     hint = f"; did you mean {similar}?" if similar else ""
     if looks_local(name_or_path):
-        return f"{key}: {path}: not found (a local path; hub ids look like 'org/name'){hint}"
+        return [f"{key}: {path}: not found (a local path; hub ids look like 'org/name'){hint}"]
     subfolder = getattr(model_args, "subfolder", None) or ""
     cached = in_hub_cache(name_or_path, f"{subfolder}/{marker}" if subfolder else marker, model_args)
     if cached is None:
-        return f"{key}: {name_or_path!r}: neither a local directory ({path} does not exist) nor a valid hub id{hint}"
+        return [f"{key}: {name_or_path!r}: neither a local directory ({path} does not exist) nor a valid hub id{hint}"]
     if cached:
-        return None
+        return []
     if hub_offline():
-        return (
+        return [
             f"{key}: {name_or_path!r}: not a local directory ({path} does not exist) and not in the local Hugging "
             f"Face cache, and HF_HUB_OFFLINE is set, so it cannot be fetched from the Hub{hint}"
-        )
+        ]
     logger.warning("%s: %r is not a local directory: it will be fetched from the Hub%s", key, name_or_path, hint)
-    return None
+    return []
 
 
-def adapter_source_problem(name_or_path: str, key: str = "peft_conf.name_or_path", model_args=None) -> str | None:
-    problem = model_source_problem(name_or_path, key, model_args, marker="adapter_config.json")
+def adapter_source_problems(name_or_path: str, key: str = "peft_conf.name_or_path", model_args=None) -> list[str]:
+    """A model source check (model_source_problems) that also wants a PEFT adapter directory when the path exists."""
+    problems = model_source_problems(name_or_path, key, model_args, marker="adapter_config.json")
     path = Path(name_or_path).expanduser()
-    if problem is None and path.is_dir() and not (path / "adapter_config.json").is_file():
-        return f"{key}: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"
-    return problem
+    if not problems and path.is_dir() and not (path / "adapter_config.json").is_file():
+        return [f"{key}: {path.resolve()}: no adapter_config.json there (not a PEFT adapter directory)"]
+    return problems
 
 
 def _pickle_hint(found: str, args_key: str) -> str:
@@ -115,51 +118,49 @@ def _pickle_hint(found: str, args_key: str) -> str:
     )
 
 
-def pickle_weights_problem(name_or_path: str, model_args, key: str = "run_conf.model", args_key: str | None = None):
+def pickle_weights_problems(
+    name_or_path: str, model_args, key: str = "run_conf.model", args_key: str | None = None
+) -> list[str]:
     """A local model directory with pickle weights (*.bin) and no safetensors is refused unless
     `model_args.use_safetensors` is false: safetensors is the default for loading (see from_pretrained_kwargs)."""
     args_key = args_key or key.rsplit(".", 1)[0] + ".model_args"
     if model_args.use_safetensors is False:
-        return None
+        return []
     path = resolve_user_path(name_or_path) / (model_args.subfolder or "")
     if not path.is_dir() or any(path.glob("*.safetensors")):
-        return None
+        return []
     pickles = sorted(p.name for p in path.glob("*.bin") if p.name.startswith(("pytorch_model", "model")))
     if not pickles:
-        return None
-    return f"{key}: {path}: " + _pickle_hint(", ".join(pickles[:2]) + (", ..." if len(pickles) > 2 else ""), args_key)
+        return []
+    found = ", ".join(pickles[:2]) + (", ..." if len(pickles) > 2 else "")
+    return [f"{key}: {path}: " + _pickle_hint(found, args_key)]
 
 
-def pickle_adapter_problem(name_or_path: str, model_args, key: str, args_key: str) -> str | None:
+def pickle_adapter_problems(name_or_path: str, model_args, key: str, args_key: str) -> list[str]:
     """The same rule for a local adapter directory (adapter_model.bin without adapter_model.safetensors)."""
     path = resolve_user_path(name_or_path)
     if model_args.use_safetensors is False or not path.is_dir():
-        return None
+        return []
     if (path / "adapter_model.bin").is_file() and not (path / "adapter_model.safetensors").is_file():
-        return f"{key}: {path}: " + _pickle_hint("adapter_model.bin", args_key)
-    return None
+        return [f"{key}: {path}: " + _pickle_hint("adapter_model.bin", args_key)]
+    return []
 
 
-def check_model_sources(run_conf, peft_conf=None) -> None:
-    """Fail before any download or load when the model / tokenizer / adapter path is plainly missing, or a local
-    model or adapter only has pickle weights while safetensors are required."""
+def check_model_sources(run_conf, peft_conf=None) -> list[str]:
+    """Problems found before any download or load: a plainly missing model / tokenizer / adapter path, or a local
+    model or adapter with only pickle weights while safetensors are required."""
     args = run_conf.model_args
-    problems = [
-        model_source_problem(run_conf.model, "run_conf.model", args),
-        pickle_weights_problem(run_conf.model, args),
-    ]
+    problems = model_source_problems(run_conf.model, "run_conf.model", args) + pickle_weights_problems(
+        run_conf.model, args
+    )
     if run_conf.tokenizer:
-        problems.append(model_source_problem(run_conf.tokenizer, "run_conf.tokenizer", args, "tokenizer_config.json"))
+        problems += model_source_problems(run_conf.tokenizer, "run_conf.tokenizer", args, "tokenizer_config.json")
     if peft_conf is not None and peft_conf.peft_type == "PRETRAINED_PEFT":
-        problems.append(adapter_source_problem(peft_conf.name_or_path, model_args=args))
-        problems.append(
-            pickle_adapter_problem(
-                peft_conf.name_or_path, run_conf.model_args, "peft_conf.name_or_path", "run_conf.model_args"
-            )
+        problems += adapter_source_problems(peft_conf.name_or_path, model_args=args)
+        problems += pickle_adapter_problems(
+            peft_conf.name_or_path, args, "peft_conf.name_or_path", "run_conf.model_args"
         )
-    problems = [p for p in problems if p]
-    if problems:
-        raise ModelSetupError(problems)
+    return problems
 
 
 def has_accelerator() -> bool:
@@ -173,7 +174,7 @@ def default_device_map(num_processes: int):
     if not has_accelerator():
         return None
     if num_processes > 1:
-        return {"": int(os.environ.get("LOCAL_RANK", 0))}
+        return {"": local_rank()}
     return "auto"
 
 
@@ -222,9 +223,9 @@ def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.mo
     from transformers import AutoModelForCausalLM
 
     args_key = key.rsplit(".", 1)[0] + ".model_args"
-    problem = pickle_weights_problem(run_conf.model, run_conf.model_args, key, args_key)
-    if problem:
-        raise ModelSetupError(problem)
+    problems = pickle_weights_problems(run_conf.model, run_conf.model_args, key, args_key)
+    if problems:
+        raise ModelSetupError(problems)
     kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes)
     quantization = bitsandbytes_config(quant_conf)
     if quantization is not None:

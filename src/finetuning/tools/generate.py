@@ -37,10 +37,10 @@ from ..errors import UserError, report_user_error
 from ..model.adapter_dir import adapter_dir_as_model_problem
 from ..model.loading import (
     ModelSetupError,
-    adapter_source_problem,
-    model_source_problem,
-    pickle_adapter_problem,
-    pickle_weights_problem,
+    adapter_source_problems,
+    model_source_problems,
+    pickle_adapter_problems,
+    pickle_weights_problems,
     shown_source,
 )
 from ..paths import resolve_user_path
@@ -118,15 +118,15 @@ def check_sources(model_conf) -> None:
     pickle-only weights while safetensors are required (the default), is a user error before anything loads."""
     args = model_conf.model_args
     problems = [
-        model_source_problem(model_conf.model, "model_conf.model"),
+        *model_source_problems(model_conf.model, "model_conf.model"),
         adapter_dir_as_model_problem(model_conf.model, "model_conf.model", "model_conf.adapter"),
-        pickle_weights_problem(model_conf.model, args, "model_conf.model", "model_conf.model_args"),
+        *pickle_weights_problems(model_conf.model, args, "model_conf.model", "model_conf.model_args"),
     ]
     if model_conf.tokenizer:
-        problems.append(model_source_problem(model_conf.tokenizer, "model_conf.tokenizer"))
+        problems += model_source_problems(model_conf.tokenizer, "model_conf.tokenizer")
     if model_conf.adapter:
-        problems.append(adapter_source_problem(model_conf.adapter, "model_conf.adapter"))
-        problems.append(pickle_adapter_problem(model_conf.adapter, args, "model_conf.adapter", "model_conf.model_args"))
+        problems += adapter_source_problems(model_conf.adapter, "model_conf.adapter")
+        problems += pickle_adapter_problems(model_conf.adapter, args, "model_conf.adapter", "model_conf.model_args")
     problems = [p for p in problems if p]
     if problems:
         raise ModelSetupError(problems)

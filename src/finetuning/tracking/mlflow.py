@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..train.distributed import is_main_process
 from .reporting import add_reporter, add_run_name, report_to_list
 
 logger = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ def apply_mlflow(
         return args
     add_run_name(add_reporter(args, "mlflow", "MLflow"), settings.run_name)
     environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    if "://" not in settings.tracking_uri or settings.tracking_uri.startswith("file:"):
+    if is_file_store(settings.tracking_uri):
         # Seed 004 documents file:// stores; MLflow 3 refuses them unless asked to keep the file backend.
         environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    elif settings.tracking_uri.startswith("sqlite:") and is_main_process():
+        keep_artifacts_beside(settings.tracking_uri, settings.experiment_name)
     environ["MLFLOW_FLATTEN_PARAMS"] = "TRUE"
     environ["HF_MLFLOW_LOG_ARTIFACTS"] = "TRUE" if settings.log_artifacts else "FALSE"
     if settings.experiment_name:
@@ -119,6 +122,30 @@ def apply_mlflow(
         settings.experiment_name,
     )
     return args
+
+
+def is_file_store(uri: str) -> bool:
+    """A path or file:// URI: MLflow's file backend (./mlruns), which MLflow 3 keeps in maintenance mode."""
+    return "://" not in uri or uri.startswith("file:")
+
+
+def keep_artifacts_beside(uri: str, experiment_name: str | None) -> None:
+    """Create the run's experiment in a SQLite store with its artifacts in `mlartifacts/` beside the database, as
+    `mlflow server` lays out ./mlflow.db and ./mlartifacts.
+
+    Left to MLflow, a new experiment of a sqlite:// store keeps its artifacts (here the run report) in ./mlruns of
+    whatever directory the training started in, away from the store the user opens later. An experiment that
+    exists keeps the location it has."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if database is None or not database.name or database.name == ":memory:":
+        return  # sqlite:// (in memory) or an unusual form: MLflow's own defaults
+    database.parent.mkdir(parents=True, exist_ok=True)
+    store = SqlAlchemyStore(uri, (database.parent.resolve() / "mlartifacts").as_uri())  # makes "Default" if new
+    name = experiment_name or "Default"
+    if store.get_experiment_by_name(name) is None:
+        store.create_experiment(name)
 
 
 def _without_credentials(uri: str) -> str:
@@ -138,9 +165,10 @@ def flatten(value, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def config_params_callback(resolved_config: dict):
+def config_params_callback(resolved_config: dict, on_run: Callable[[str], None] | None = None):
     """A TrainerCallback that logs the resolved config (secrets already masked), flattened, as run parameters, and
-    names the run after its output_dir when nothing else names it.
+    names the run after its output_dir when nothing else names it. `on_run` is told the run's id: the run's end
+    (finish_mlflow) goes to that run by id, whether training finished or raised.
 
     Added after transformers' MLflowCallback, so the run it started is active; parameters get a `config.` prefix
     to stay clear of the TrainingArguments that callback logs itself."""
@@ -155,6 +183,8 @@ def config_params_callback(resolved_config: dict):
 
             if not state.is_world_process_zero or mlflow.active_run() is None:
                 return
+            if on_run is not None:
+                on_run(mlflow.active_run().info.run_id)
             name = None if continues_a_run else default_run_name(args)
             if name:
                 mlflow.set_tag("mlflow.runName", name)
@@ -176,28 +206,32 @@ def default_run_name(args) -> str | None:
     return Path(args.output_dir).resolve().name or None
 
 
-def finish_mlflow(report_to, status: str = "FINISHED", output_dir: str | os.PathLike[str] | None = None) -> None:
-    """Attach the run report from `output_dir` to the MLflow run, so its page shows the loss curve and summary
-    without a visit to the machine that trained, and give the run its final `status` (KILLED for a run stopped by
-    a signal, which gets the report of what it did so far).
+def finish_mlflow(
+    run_id: str | None, status: str = "FINISHED", output_dir: str | os.PathLike[str] | None = None
+) -> None:
+    """Attach the run report from `output_dir` to MLflow run `run_id` (the one training logged to), so its page
+    shows the loss curve and summary without a visit to the machine that trained, and give the run its final
+    `status`: KILLED for a run stopped by a signal (it gets the report of what it did so far), FAILED for one that
+    raised.
 
     transformers' MLflowCallback ends the run it started when training ends, before the report exists: the report
-    goes to that run by id, and a stopped run is then marked KILLED. A run still open here is ended, so that a
-    second training in the same process does not log into it."""
-    if "mlflow" not in (report_to or []):
-        return
+    goes to that run by id, and a stopped run is then marked KILLED. A run still open here (training raised, so the
+    callback never ended it) is ended, so that a second training in the same process does not log into it. No
+    `run_id` and no open run: training never reached MLflow (or not the main process), and nothing is touched — in
+    particular not the run of an earlier job, which `mlflow.last_active_run()` would still return."""
     import mlflow
 
-    run = mlflow.active_run() or mlflow.last_active_run()
-    if run is None:  # not the main process: only that one starts a run
+    active = mlflow.active_run()
+    run_id = run_id or (active.info.run_id if active is not None else None)
+    if run_id is None:
         return
     client = mlflow.MlflowClient()
     if output_dir is not None:
-        _attach_report(client, run.info.run_id, Path(output_dir))
-    if mlflow.active_run() is not None:
+        _attach_report(client, run_id, Path(output_dir))
+    if active is not None and active.info.run_id == run_id:
         mlflow.end_run(status=status)
     elif status != "FINISHED":
-        client.set_terminated(run.info.run_id, status)
+        client.set_terminated(run_id, status)
 
 
 def _attach_report(client, run_id: str, output_dir: Path) -> None:

@@ -35,12 +35,11 @@ def apply_wandb(wandb_conf, training_args: dict, environ: MutableMapping[str, st
     return args
 
 
-def finish_wandb(report_to) -> None:
-    """Close the W&B run at the end of training (transformers leaves it open until the process exits, so a second
-    run in the same process would log into the first, and offline files would miss their summary)."""
-    if "wandb" not in (report_to or []):
-        return
+def finish_wandb(failed: bool = False) -> None:
+    """Close the W&B run at the end of training, marked failed when training raised (transformers leaves it open
+    until the process exits, so a second run in the same process would log into the first, and offline files would
+    miss their summary)."""
     import wandb
 
     if wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=1 if failed else 0)

@@ -1,10 +1,10 @@
-"""Build the TRL config (SFTConfig, later DPOConfig) from the user's `training_args` plus what the engine computes."""
+"""Build the TRL config (SFTConfig, DPOConfig, KTOConfig) from the user's `training_args` plus what the run computes
+(batch plan, learning-rate overrides) and what the method sets."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import sys
 
@@ -43,11 +43,12 @@ def trainingarguments_defaults_for(config_class) -> dict:
 
 
 def build_training_config(
-    config_class, training_args: dict, overrides, batchsize_conf, plan: BatchPlan, *, announce: bool = True, **engine
+    config_class, training_args: dict, overrides, plan: BatchPlan, *, announce: bool = True, **method_settings
 ):
-    """training_args + batch plan + LR/epoch overrides + engine settings → an instance of `config_class`.
+    """training_args + batch plan + LR/epoch overrides + the method's own settings → an instance of `config_class`.
     `announce`: log what the overrides made of the learning rate (the pre-flight does; the recipe, building the
-    same object again, does not repeat it)."""
+    same object again, does not repeat it). `training_args` holds no hub token: the run's lifecycle hands it over
+    through the environment (train/lifecycle.py), as the Trainer pickles its arguments into every checkpoint."""
     args = {**trainingarguments_defaults_for(config_class), **training_args}
     args.update(
         per_device_train_batch_size=plan.per_device_train_batch_size,
@@ -60,7 +61,7 @@ def build_training_config(
         args["learning_rate"],
         overrides.lr_multiplier,
         overrides.lr_batch_size_scaling,
-        batchsize_conf.total_train_batch_size,
+        plan.total_train_batch_size,
     )
     if announce and args["learning_rate"] != training_args.get("learning_rate", args["learning_rate"]):
         logger.info("learning rate after overrides: %g", args["learning_rate"])
@@ -73,11 +74,7 @@ def build_training_config(
         args["dataloader_pin_memory"] = has_accelerator()  # pinning is pointless (and warns) without a GPU
     if "use_cpu" not in training_args and distribute_on_cpu():
         args["use_cpu"] = True
-    args.update(engine)
-    if args.get("hub_token"):
-        # The Trainer pickles its arguments into every checkpoint (training_args.bin): hand the token over through
-        # the environment instead, where huggingface_hub reads it, so no file the run writes contains it.
-        os.environ.setdefault("HF_TOKEN", args.pop("hub_token"))
+    args.update(method_settings)
     try:
         return config_class(**args)
     except (ValueError, ImportError) as error:  # the class's own consistency checks (__post_init__), or a missing
@@ -124,7 +121,5 @@ def check_training_config(cfg, plan: BatchPlan, skip: tuple[str, ...] = ()) -> N
     raises at construction becomes a pre-flight problem (`finetuning validate` finds it too). `skip` leaves out keys
     already reported as wrong. The hub token stays out: it is only handed over when the recipe runs."""
     training_args = {key: value for key, value in cfg.training_args.items() if key not in skip and key != "hub_token"}
-    engine = {"max_length": cfg.sft_args.max_seq_length} if cfg.method == "sft" else {}
-    build_training_config(
-        training_config_class(cfg.method), training_args, cfg.overrides, cfg.batchsize_conf, plan, **engine
-    )
+    method_settings = {"max_length": cfg.sft_args.max_seq_length} if cfg.method == "sft" else {}
+    build_training_config(training_config_class(cfg.method), training_args, cfg.overrides, plan, **method_settings)

@@ -16,6 +16,12 @@ class BatchPlan:
     per_device_train_batch_size: int
     gradient_accumulation_steps: int
     per_device_eval_batch_size: int
+    num_processes: int = 1
+
+    @property
+    def total_train_batch_size(self) -> int:
+        """Examples per optimizer step over all processes: what batchsize_conf asked for, exactly."""
+        return self.num_processes * self.per_device_train_batch_size * self.gradient_accumulation_steps
 
 
 def plan_batches(total: int, max_per_device: int, num_processes: int, eval_batch_size: int | None = None) -> BatchPlan:
@@ -36,4 +42,4 @@ def plan_batches(total: int, max_per_device: int, num_processes: int, eval_batch
     while per_process // accumulation > max_per_device or per_process % accumulation:
         accumulation += 1
     per_device = per_process // accumulation
-    return BatchPlan(per_device, accumulation, eval_batch_size or per_device)
+    return BatchPlan(per_device, accumulation, eval_batch_size or per_device, num_processes)

@@ -16,7 +16,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
 from ..paths import resolve_user_path
 
 logger = logging.getLogger(__name__)
@@ -64,33 +63,27 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
     return None
 
 
-def resolve_resume(setting: bool | str, output_dir: str) -> str | None:
-    """false → start fresh; true → the newest complete checkpoint (error if none); 'auto' → the newest complete
-    checkpoint if any, else start fresh; any other string → that path (error if missing or incomplete).
-    Decided before any model loads."""
+def resolve_resume(setting: bool | str, output_dir: str) -> tuple[str | None, list[str]]:
+    """(checkpoint to resume from, problems): false → start fresh; true → the newest complete checkpoint (a problem
+    if none); 'auto' → the newest complete checkpoint if any, else start fresh; any other string → that path, which
+    the resume checks then look at (train/resume_checks.py: missing, incomplete, incompatible). Decided before any
+    model loads."""
     if setting is False:
-        return None
+        return None, []
     out = Path(output_dir)
+    if setting not in (True, "auto"):
+        return str(resolve_user_path(setting)), []
     last = last_complete_checkpoint(out)
-    if setting is True:
-        if last is None:
-            raise UserError(
-                f"run_conf.resume_from_checkpoint: true, but {out.resolve()} has no complete checkpoint; "
-                "use 'auto' to resume only when there is one"
-            )
-        return str(last)
-    if setting == "auto":
-        if last:
-            logger.info("resume_from_checkpoint=auto: newest complete checkpoint %s", last)  # also run by validate
-        else:
-            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, a fresh start", out.resolve())
-        return str(last) if last else None
-    path = resolve_user_path(setting)
-    if not path.is_dir():
-        raise UserError(f"run_conf.resume_from_checkpoint: {path}: no such checkpoint directory")
-    if (reason := incomplete_reason(path)) is not None:
-        raise UserError(f"run_conf.resume_from_checkpoint: {path}: incomplete checkpoint, {reason}")
-    return str(path)
+    if setting is True and last is None:
+        return None, [
+            f"run_conf.resume_from_checkpoint: true, but {out.resolve()} has no complete checkpoint; "
+            "use 'auto' to resume only when there is one"
+        ]
+    if setting == "auto" and last:
+        logger.info("resume_from_checkpoint=auto: newest complete checkpoint %s", last)  # also run by validate
+    elif setting == "auto":
+        logger.info("resume_from_checkpoint=auto: no checkpoint in %s, a fresh start", out.resolve())
+    return (str(last) if last else None), []
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -179,16 +172,23 @@ def write_resume_record(
     (checkpoint / RESUME_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
+def read_json_object(path: Path) -> dict | None:
+    """A JSON file holding an object (config.json, adapter_config.json, a resume record), or None when it is
+    missing, unreadable or holds something else: the checks that read it then have nothing to compare."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def read_resume_record(checkpoint: Path) -> dict:
     """The batch split (and data fingerprint) a checkpoint was written with: our record, else the per-device size
     in trainer_state.json (checkpoints from other tools); {} when neither is readable."""
     state_keys = {"train_batch_size": "per_device_train_batch_size"}
     for name, keys in ((RESUME_RECORD, None), ("trainer_state.json", state_keys)):
-        try:
-            found = json.loads((checkpoint / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(found, dict):
+        found = read_json_object(checkpoint / name)
+        if found is not None:
             return found if keys is None else {new: found[old] for old, new in keys.items() if old in found}
     return {}
 
@@ -241,18 +241,18 @@ def previous_outputs(output_dir: Path, final_name: str) -> list[Path]:
     return found
 
 
-def fresh_start_problem(output_dir: Path, final_name: str, overwrite: bool) -> str | None:
+def fresh_start_problems(output_dir: Path, final_name: str, overwrite: bool) -> list[str]:
     """Starting afresh where another run left its checkpoints would silently delete them: refuse unless asked."""
     found = previous_outputs(output_dir, final_name)
     if not found or overwrite:
-        return None
+        return []
     names = ", ".join(path.name for path in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-    return (
+    return [
         f"training_args.output_dir: {output_dir} holds the outputs of an earlier run ({names}); starting afresh "
         "would delete its checkpoints and replace its final model and report. Choose one: continue it "
         "(run_conf.resume_from_checkpoint: auto), write to another training_args.output_dir, or replace it "
         "(training_args.overwrite_output_dir: true)"
-    )
+    ]
 
 
 def clear_previous_outputs(output_dir: Path, final_name: str) -> None:

@@ -6,15 +6,18 @@ only warns where there is none; `full` allows nothing else: an operation without
 point (a result that claims to be reproducible must be). cuBLAS reads CUBLAS_WORKSPACE_CONFIG when CUDA
 initialises, so this runs before any model is loaded.
 
-What is changed in torch is remembered and put back by `restore_determinism` when the run ends, so a later run in
-the same process (tests, notebooks) starts from the user's own settings; the environment variables are restored
-with the tracking ones (they are set inside the window `start_run` records).
+What is changed in torch is remembered and put back when the run ends (`deterministic`, entered by the run's
+lifecycle, train/lifecycle.py), also when it raises, so a later run in the same process (tests, notebooks, a worker
+running one job after another) starts from the user's own settings; the environment variables are restored with
+all the others the run set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,16 @@ def _set_environment(torch) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     os.environ.setdefault("FLASH_ATTENTION_DETERMINISTIC", "1")  # flash-attn's backward pass
     os.environ.setdefault("HCCL_DETERMINISTIC", "1")  # Ascend NPUs
+
+
+@contextmanager
+def deterministic(level: str) -> Iterator[None]:
+    """`run_conf.determinism` for the duration of the block; torch's settings are back as before however it ends."""
+    apply_determinism(level)
+    try:
+        yield
+    finally:
+        restore_determinism()
 
 
 def restore_determinism() -> None:

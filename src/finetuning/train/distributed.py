@@ -14,3 +14,8 @@ def num_processes() -> int:
 def is_main_process() -> bool:
     """Rank 0 of a multi-process run (or the only process): the one that writes shared files and speaks."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun / accelerate set LOCAL_RANK): the device it owns."""
+    return int(os.environ.get("LOCAL_RANK", "0"))

@@ -12,14 +12,15 @@ import os
 import signal
 import sys
 
-from transformers import TrainerCallback
+from ..trainer_callback import trainer_callback
 
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class GracefulStop(TrainerCallback):
+@trainer_callback  # a TrainerCallback once made, without importing transformers with this module
+class GracefulStop:
     """Installed around `trainer.train()`; `stopped_by` names the signal once a stop was requested."""
 
     def __init__(self) -> None:

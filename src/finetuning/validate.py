@@ -6,28 +6,39 @@ ones marked, before spending GPU hours, catches them.
 
 from __future__ import annotations
 
+import importlib
+
 from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
+from .check_keys import tokenized_data_key
+from .checks_cache import cached_outcome
 from .config.data import ChatTrainValidConfig
 from .config.loading import infer_method, read_yaml
 from .config.sft import SFTArguments
 from .data.inputs import read_input
 from .data.preference import (
     build_dpo_datasets,
+    preference_data_problems,
     preference_texts,
     row_schema,
     split_prompt,
-    validate_preference_data,
 )
-from .data.sft import build_sft_datasets, validate_sft_data
+from .data.sft import build_sft_datasets, sft_data_problems
 from .data.tokenize import IGNORE_INDEX
 from .errors import UserError
 from .train.preflight import check_before_loading
-from .train.run import prepare_tokenizer
 
 TRAINED_OPEN, TRAINED_CLOSE = "«", "»"
+
+
+def prepare_tokenizer(cfg):
+    """The recipe's tokenizer set-up (train/run.py), imported when used: the training modules import torch, which a
+    `validate` answered from the checks cache does not need."""
+    from .train.run import prepare_tokenizer as prepare
+
+    return prepare(cfg)
 
 
 def with_data_problems(error: UserError, path: str, default_method: str | None = None) -> UserError:
@@ -41,14 +52,13 @@ def with_data_problems(error: UserError, path: str, default_method: str | None =
     method = infer_method(data, default_method)
     sft_args = data.get("sft_args") if isinstance(data.get("sft_args"), dict) else {}
     require_assistant = sft_args.get("train_on_completions_only", SFTArguments().train_on_completions_only)
-    try:
-        if method == "sft":
-            validate_sft_data(data_conf, require_assistant=require_assistant is True)
-        elif method in ("dpo", "kto"):
-            validate_preference_data(data_conf, method)
-    except UserError as data_error:
-        return type(error)(error.problems + data_error.problems)
-    return error
+    if method == "sft":
+        problems = sft_data_problems(data_conf, require_assistant=require_assistant is True)
+    elif method in ("dpo", "kto"):
+        problems = preference_data_problems(data_conf, method)
+    else:
+        problems = []
+    return type(error)(error.problems + problems) if problems else error
 
 
 def validate_data(cfg, num_workers: int | None = None) -> str:
@@ -63,11 +73,32 @@ def validate_data(cfg, num_workers: int | None = None) -> str:
     files = sum(len(data_input.datasets) for data_input in inputs)
     lines = [
         f"data OK: {files} file(s), every row parsed and has the expected shape",
-        tokenized_summary(cfg, num_workers),
+        cached_tokenized_summary(cfg, num_workers),
     ]
     if resume_from is not None:
         lines.append(f"would resume from {resume_from}")
     return "\n".join(lines)
+
+
+def cached_tokenized_summary(cfg, num_workers: int | None = None) -> str:
+    """`tokenized_summary`, kept per exact inputs (data bytes, tokenizer files, template, limits; check_keys.py): an
+    unchanged config and data are not tokenized again. Its error (nothing left to train on) is kept too."""
+    key = tokenized_data_key(cfg)
+    if key is None:  # a hub tokenizer: not pinned by its bytes here
+        return tokenized_summary(cfg, num_workers)
+
+    def compute() -> dict:
+        try:
+            return {"summary": tokenized_summary(cfg, num_workers)}
+        except UserError as error:
+            return {"problems": error.problems, "error": f"{type(error).__module__}:{type(error).__qualname__}"}
+
+    outcome = cached_outcome("tokenized-data", key, compute)
+    if "problems" in outcome:
+        module, _, name = outcome["error"].partition(":")
+        error_class = getattr(importlib.import_module(module), name, UserError)
+        raise error_class(outcome["problems"])
+    return outcome["summary"]
 
 
 def tokenized_summary(cfg, num_workers: int | None = None) -> str:
