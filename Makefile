@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/sft_vs_trl.py
 	$(PY) bench/checkpoint_save.py
 	$(PY) bench/startup.py
+	$(PY) bench/data_pipeline.py
 
 clean:
 	rm -rf demo_output checkpoints logs .pytest_cache

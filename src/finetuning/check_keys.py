@@ -80,10 +80,13 @@ def _tokenizer_files(run_conf) -> dict[str, str] | None:
 
 
 def data_files(data_conf) -> dict[str, str]:
-    """Each data file the config names, by its bytes."""
+    """Each dataset entry the config names, by its bytes (a saved dataset directory by its files', a Hub id by its
+    revision, configuration and split: data/sources.py), from the run's one read of it."""
+    from .data.readers import file_digest as entry_digest
+
     inputs = [data_conf.training_data, data_conf.validation_data]
-    paths = [dataset.path for data_input in inputs for dataset in getattr(data_input, "datasets", None) or []]
-    return {path: file_digest(resolve_user_path(path)) for path in paths}
+    entries = [dataset for data_input in inputs for dataset in getattr(data_input, "datasets", None) or []]
+    return {entry.path: entry_digest(entry) or "unreadable" for entry in entries}
 
 
 def tokenized_data_key(cfg) -> dict[str, Any] | None:

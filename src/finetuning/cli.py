@@ -3,6 +3,7 @@
 finetuning --version
 finetuning [global options] sft CONFIG
 finetuning [global options] validate CONFIG [--show N]
+finetuning [global options] preprocess CONFIG
 finetuning schema
 """
 
@@ -39,12 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_line(), help="Print the versions and exit")
     parser.add_argument("--logging-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument(
-        "--num-preprocess-workers", type=int, default=None, help="Number of processes to use for preprocessing"
+        "--num-preprocess-workers",
+        type=int,
+        default=None,
+        help="Number of processes to use for preprocessing (tokenizing); at most one per 1,000 examples of a file",
     )
     parser.add_argument("--mlflow-server-uri", help="MLflow server URI. Can be local path.")
     parser.add_argument("--experiment-name", help="Experiment name that is used for MLflow tracking")
     parser.add_argument("--hf-mlflow-log-artifacts", help="Whether to store model artifacts in MLFlow")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sft,dpo,generate,validate,schema}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,schema}"
+    )
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
     dpo = commands.add_parser(
@@ -62,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Render N tokenized training examples with trained tokens marked",
     )
+    preprocess = commands.add_parser(
+        "preprocess",
+        help="Do the data work of a run only (check, tokenize, cache) and print where the cache is: prepare data on a "
+        "CPU node before a GPU job",
+    )
+    preprocess.add_argument("config", help="Path to the experiment's YAML config file.")
     generate = commands.add_parser(
         "generate", help="Generate answers with a (fine-tuned) model for the prompts a generate config lists"
     )
@@ -147,6 +159,14 @@ def _command_validate(args) -> int:
     return 0
 
 
+def _command_preprocess(args) -> int:
+    from .preprocess import preprocess
+
+    cfg = _load(args.config)
+    print(preprocess(cfg, args.num_preprocess_workers))
+    return 0
+
+
 def _command_schema(args) -> int:
     config_class = config_class_for(args.method)
     if args.markdown:
@@ -167,6 +187,7 @@ COMMANDS = {
     "dpo": _command_train,
     "generate": _command_generate,
     "validate": _command_validate,
+    "preprocess": _command_preprocess,
     "schema": _command_schema,
 }
 

@@ -118,11 +118,20 @@ def tokenized_summary(cfg, num_workers: int | None = None) -> str:
         limit = f"training_args.max_length={max_length}"
     else:  # KTO: TRL tokenizes and truncates, nothing is dropped
         return "tokenized by TRL at training time (KTO): not counted here"
-    dropped = ", ".join(f"{what}: {count}" for what, count in report.dropped_too_long.items() if count) or "none"
     return (
         f"tokenized: {report.train_examples} training / {report.eval_examples} validation examples would be trained "
-        f"on, {report.train_tokens} tokens; dropped as longer than {limit}: {dropped}"
+        f"on, {report.train_tokens} tokens; {_length_outcome(report, limit)}"
     )
+
+
+def _length_outcome(report, limit: str) -> str:
+    """What the length limit did: the examples dropped (filter) or cut (truncate), per split."""
+    if report.truncated:
+        counts, verb = report.truncated, "truncated"
+    else:
+        counts, verb = report.dropped_too_long, "dropped"
+    listed = ", ".join(f"{what}: {count}" for what, count in counts.items() if count) or "none"
+    return f"{verb} as longer than {limit}: {listed}"
 
 
 def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:
@@ -150,12 +159,21 @@ def marked_text(input_ids: list[int], labels: list[int], tokenizer) -> Text:
     return text
 
 
+def _first_rows(parts: list, count: int):
+    """The first `count` rows across the files' datasets, read one at a time (never a whole file as Python rows)."""
+    for part in parts:
+        for row in part.select(range(min(count, len(part)))):
+            if count <= 0:
+                return
+            count -= 1
+            yield row
+
+
 def show_pairs(cfg, count: int, console: Console) -> None:
     """Preference rows as the template renders them: the prompt, then each completion continuing it."""
     tokenizer, _, _ = prepare_tokenizer(cfg)
     row_problem, columns = row_schema(cfg.method)
-    rows = [row for part in read_input(cfg.data_conf.training_data, row_problem, columns) for row in part]
-    for index, row in enumerate(rows[:count]):
+    for index, row in enumerate(_first_rows(read_input(cfg.data_conf.training_data, row_problem, columns), count)):
         if row.get("chosen_messages"):
             texts = preference_texts(row, tokenizer)
         else:
@@ -174,12 +192,14 @@ def show_examples(cfg, count: int, num_workers: int | None = None, console: Cons
     completions = markers if cfg.sft_args.train_on_completions_only else None
     train, _, report = build_sft_datasets(cfg.data_conf, cfg.sft_args, tokenizer, completions, num_workers)
     console.print(
-        f"template {cfg.data_conf.chat_template_name!r}: assistant turns start after {markers.assistant_start!r}, "
+        f"template {cfg.data_conf.chat_template_name!r}: assistant turns start after "
+        f"{'no marker (no generation prompt)' if markers.assistant_start is None else repr(markers.assistant_start)}, "
         f"end with {markers.assistant_end!r}; tokens added to the vocabulary: {added or 'none'}",
         markup=False,  # template markers such as [/INST] are not rich markup
     )
     console.print(
-        f"{report.train_examples} training examples ({report.dropped_too_long.get('training', 0)} dropped as too long), "
+        f"{report.train_examples} training examples ({report.dropped_too_long.get('training', 0)} dropped, "
+        f"{report.truncated.get('training', 0)} truncated as too long), "
         f"{report.trained_tokens} of {report.train_tokens} tokens trained; trained text is shown {TRAINED_OPEN}like this"
         f"{TRAINED_CLOSE}"
     )

@@ -70,6 +70,7 @@ def test_defaults_follow_the_seed(minimal_config):
         "max_seq_length": 2048,
         "save_name_if_new_basemodel": "checkpoint-new-basemodel",
         "train_on_completions_only": False,
+        "length_handling": "filter",
     }
     assert cfg.batchsize_conf.per_device_eval_batch_size is None
     assert cfg.logging_dir == "./logs"

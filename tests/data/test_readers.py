@@ -121,7 +121,9 @@ def test_whole_file_problems_name_the_config_key(tmp_path, monkeypatch):
         read_all(["empty.jsonl", "."], sft_row_problem, ["x.datasets[0].path", "x.datasets[1].path"])
     assert error.value.problems == [
         f"x.datasets[0].path: {tmp_path / 'empty.jsonl'}: no rows: the file is empty (0 bytes)",
-        f"x.datasets[1].path: {tmp_path}: is a directory; a dataset path names a JSONL file",
+        f"x.datasets[1].path: {tmp_path}: is a directory; a dataset path names a JSONL file (or a .json, .parquet or "
+        ".csv file, a Hub dataset id, or a directory written by datasets.save_to_disk: this one has no state.json "
+        "or dataset_dict.json)",
     ]
 
 

@@ -160,3 +160,59 @@ def test_template_refusal_is_found_once_per_role_order(tokenizer):
     assert refusal(turns("user", "user")) == (
         "the chat template refuses the roles ['user', 'user']: Conversation roles must alternate"
     )
+
+
+# --- a model template without a generation prompt (keep-original) ---------------------------------------------------
+
+NO_GENERATION_PROMPT = (  # TINY_CHAT_TEMPLATE without its `add_generation_prompt` branch
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '### ' + message['role'] + ':\n' + message['content'] + eos_token + '\n' }}{% endfor %}"
+)
+
+
+def test_keep_original_without_generation_prompt_has_an_end_marker_but_no_start(tokenizer):
+    tokenizer.chat_template = NO_GENERATION_PROMPT
+    markers = resolve_markers(get_template("keep-original"), tokenizer)
+    assert (markers.assistant_start, markers.assistant_end) == (None, "</s>")
+
+
+@pytest.fixture
+def model_without_generation_prompt(tmp_path, tiny_model_dir):
+    """The tiny model, its tokenizer's own chat template lacking a generation prompt."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = NO_GENERATION_PROMPT
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("completions_only", [False, True])
+def test_keep_original_without_generation_prompt_trains_on_every_token_only(
+    tmp_path, model_without_generation_prompt, completions_only, capsys
+):
+    """Plain training needs only the end marker; the completions-only mask needs the start marker, which a
+    template without a generation prompt cannot give: the same clear refusal as before, not a traceback."""
+    from finetuning.cli import main
+    from tests.conftest import sft_config, write_yaml
+
+    config = sft_config(
+        tmp_path,
+        model_without_generation_prompt,
+        data_conf={"chat_template_name": "keep-original"},
+        sft_args={"train_on_completions_only": completions_only},
+        training_args={"max_steps": 2},
+    )
+    code = main(["sft", str(write_yaml(tmp_path / "c.yaml", config))])
+    if completions_only:
+        assert code == 2
+        assert "sft_args.train_on_completions_only: could not derive the assistant start marker" in (
+            capsys.readouterr().err
+        )
+    else:
+        assert code == 0
+        assert "| optimizer steps | 2 |" in (tmp_path / "out" / "summary.md").read_text()

@@ -18,16 +18,41 @@ ChatTemplateName = Literal["mistral-with-system", "chat-ml", "poro", "keep-origi
 MissingPadTokenStrategy = Literal["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
 
 
-class DatasetDefinition(StrictModel):
+DatasetFormat = Literal["messages", "alpaca", "sharegpt", "oasst", "prompt_completion", "text"]
+
+PATH_DESCRIPTION = (
+    "Local path to a JSONL file in the finetuning data format; or a .json (one JSON array), .parquet or .csv file, "
+    "a directory written by datasets.save_to_disk, or a Hugging Face Hub dataset id"
+)
+
+
+class DatasetSource(StrictModel):
+    """Where a dataset's rows come from and how they are written (shared by both dataset entry kinds)."""
+
+    path: str = Field(description=PATH_DESCRIPTION)
+    format: DatasetFormat = Field(
+        "messages",
+        description=(
+            "Row format (SFT): messages (chat rows, the default), alpaca (instruction/input/output), sharegpt "
+            "(conversations of from/value), oasst (INSTRUCTION/RESPONSE), prompt_completion (prompt/completion), or "
+            "text (raw text, every token trained: continued pre-training). DPO/KTO rows have their own shape."
+        ),
+    )
+    name: str | None = Field(None, description="Hub datasets: the configuration (subset) name")
+    split: str | None = Field(
+        None, description="Hub datasets and saved dataset dicts: the split to read (default train)"
+    )
+    data_files: str | list[str] | None = Field(None, description="Hub datasets: which files of the repository to read")
+    revision: str | None = Field(None, description="Hub datasets: the git revision (branch, tag or commit) to read")
+
+
+class DatasetDefinition(DatasetSource):
     """Define how to load a dataset."""
 
-    path: str = Field(description="Local path to a JSONL file in the finetuning data format")
 
-
-class WeightedDatasetDefinition(StrictModel):
+class WeightedDatasetDefinition(DatasetSource):
     """Define a dataset, with a weight for sampling."""
 
-    path: str = Field(description="Local path to a JSONL file in the finetuning data format")
     sampling_weight: Float = Field(
         1.0, ge=0, description="Relative sampling weight; 0 skips the dataset. Negative weights are not allowed."
     )
@@ -105,5 +130,13 @@ class ChatTrainValidConfig(StrictModel):
         description=(
             "What to use as the pad token when the tokenizer has none: eos-repurpose, bos-repurpose (default), "
             "unk-repurpose, or unk-convert-to-eos (pad with UNK, turned into EOS on the input side by the collator)."
+        ),
+    )
+    prepared_path: str | None = Field(
+        None,
+        description=(
+            "Where tokenized data is cached (default: $FINETUNING_CACHE/data, else ~/.cache/finetuning/data); a run "
+            "of the same data, tokenizer and settings reuses it. axolotl's dataset_prepared_path and VectorLM's "
+            "save_path map to it."
         ),
     )

@@ -203,6 +203,19 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
         config._notices.extend(notices)
         return config
 
+    @model_validator(mode="after")
+    def _rows_have_their_own_shape(self) -> PreferenceExperimentConfigBase:
+        # `format` converts SFT rows (data/formats.py); preference rows are prompt/chosen/rejected messages
+        for where in ("training_data", "validation_data"):
+            for index, dataset in enumerate(getattr(getattr(self.data_conf, where), "datasets", [])):
+                if dataset.format != "messages":
+                    raise ValueError(
+                        f"data_conf.{where}.datasets[{index}].format: {dataset.format!r} applies to SFT data; "
+                        f"{self.method} rows have their own shape (prompt_messages, chosen_messages, "
+                        "rejected_messages), so drop `format` here"
+                    )
+        return self
+
     @classmethod
     def _trainer_has_field(cls, name: str) -> bool:
         return cls._trainer_fields().has_field(name)

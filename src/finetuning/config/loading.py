@@ -337,7 +337,7 @@ def _make_paths_absolute(data: dict[str, Any]) -> None:
     so that the saved config runs the same from anywhere. Hub ids (no such local path) stay as they are."""
     data_conf = data["data_conf"]
     for dataset in [*data_conf["training_data"].get("datasets", []), *data_conf["validation_data"].get("datasets", [])]:
-        dataset["path"] = str(resolve_user_path(dataset["path"]))
+        dataset["path"] = _dataset_path(dataset["path"])
     run_conf = data["run_conf"]
     for section, key in [(run_conf, "model"), (run_conf, "tokenizer"), (data.get("peft_conf") or {}, "name_or_path")]:
         if key in section:
@@ -350,6 +350,14 @@ def _make_paths_absolute(data: dict[str, Any]) -> None:
     for section, key in paths:
         if isinstance(section.get(key), str):
             section[key] = str(resolve_user_path(section[key]))
+
+
+def _dataset_path(path: str) -> str:
+    """A data file's path absolute (even when missing); a Hub dataset id (not a local path, no data-file suffix)
+    as written."""
+    if os.path.splitext(path)[1].lower() in (".jsonl", ".json", ".parquet", ".csv"):
+        return str(resolve_user_path(path))
+    return _local_path(path)
 
 
 def _local_path(name: Any) -> Any:

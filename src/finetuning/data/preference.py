@@ -155,6 +155,23 @@ def tokenize_pair(row: dict, tokenizer, max_prompt_length: int | None) -> dict:
 def build_dpo_datasets(
     data_conf, max_length: int | None, max_prompt_length: int | None, tokenizer, num_proc: int | None = None
 ) -> tuple[Dataset, Dataset | None, DataReport]:
+    """`tokenize_dpo_datasets`, tokenized once: from the on-disk cache when the data, tokenizer, template and length
+    limits are unchanged (data/cache.py)."""
+    from .cache import cached_datasets
+
+    settings = {"max_length": max_length, "max_prompt_length": max_prompt_length}
+    return cached_datasets(
+        "dpo",
+        data_conf,
+        settings,
+        tokenizer,
+        lambda: tokenize_dpo_datasets(data_conf, max_length, max_prompt_length, tokenizer, num_proc),
+    )
+
+
+def tokenize_dpo_datasets(
+    data_conf, max_length: int | None, max_prompt_length: int | None, tokenizer, num_proc: int | None = None
+) -> tuple[Dataset, Dataset | None, DataReport]:
     """Tokenised (train, validation or None, report); columns prompt_ids, chosen_ids, rejected_ids."""
     report = DataReport()
 

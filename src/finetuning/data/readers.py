@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import UserError, did_you_mean
 from ..paths import resolve_user_path
+from . import sources
+from .formats import converted_row, format_problem, json_type
 
 ROLES = ("system", "user", "assistant")
 # Roles whose text must not be empty: an empty turn trains the model to answer nothing (or to nothing).
@@ -18,12 +20,6 @@ MAX_REPORTED_PROBLEMS = 20
 
 class DataError(UserError):
     """User error in data files; carries every problem found (each `path:line: message`)."""
-
-
-def json_type(value) -> str:
-    """The JSON name of a parsed value's type (what the user wrote), not Python's."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _did_you_mean(value, choices) -> str:
@@ -160,10 +156,14 @@ def _iter_json_rows(text: str) -> Iterator[tuple[int, object]]:
         yield from _iter_json_lines(text)
 
 
-def _file_problem(path: Path) -> str | None:
-    if path.is_dir():
-        return f"{path}: is a directory; a dataset path names a JSONL file"
-    if not path.is_file():
+def _file_problem(path: Path, source_kind: str) -> str | None:
+    if source_kind == "directory":
+        return (
+            f"{path}: is a directory; a dataset path names a JSONL file (or a .json, .parquet or .csv file, a Hub "
+            "dataset id, or a directory written by datasets.save_to_disk: this one has no state.json or "
+            "dataset_dict.json)"
+        )
+    if source_kind == "missing":
         return f"{path}: file not found"
     return None
 
@@ -180,6 +180,7 @@ class FileRead:
     entries: tuple[tuple[int, object], ...] = ()  # (line, parsed value, or the ValueError of an unparsable line)
     problem: str | None = None  # why the file cannot be used at all (missing, unreadable, empty)
     array: bool = False  # a JSON array file, not JSONL (for the "no rows" message)
+    line_based: bool = True  # entries are numbered by line (JSON files), else by row index (data/sources.py)
 
 
 # Per-run memo: (absolute path, size, mtime_ns, inode, ctime_ns) → FileRead. A file changed on disk has another key,
@@ -216,46 +217,63 @@ def _read_once(path: Path) -> FileRead:
     return FileRead(digest, tuple(_iter_json_rows(text)), array=text.lstrip().startswith("["))
 
 
-def read_file(path_str: str) -> FileRead:
-    """The file `path_str` names (resolved against the working directory), read and parsed at most once while it is
-    unchanged on disk: the fingerprint, the pre-load checks and the recipe all take it from here."""
-    path = resolve_user_path(path_str)
-    if (problem := _file_problem(path)) is not None:
+def read_file(entry) -> FileRead:
+    """The rows a dataset entry (or a bare path) names, read and parsed at most once while unchanged on disk: the
+    fingerprint, the pre-load checks and the recipe all take it from here. JSON files are parsed here (with line
+    numbers); parquet/csv files, saved datasets and Hub ids are loaded through `datasets` (data/sources.py)."""
+    source = sources.as_source(entry)
+    source_kind = sources.kind(source)
+    path = resolve_user_path(source.path)
+    if (problem := _file_problem(path, source_kind)) is not None:
         return FileRead(None, problem=problem)
-    key = _identity(path)
+    key = _identity(path) if source_kind == "lines" else sources.memo_key(source, source_kind)
     if key is not None and key in _READ_FILES:
         return _READ_FILES[key]
-    read = _read_once(path)
+    read = _read_once(path) if source_kind == "lines" else _loaded(sources.load(source, source_kind))
     if key is not None and read.digest is not None:
         _READ_FILES[key] = read
     return read
 
 
-def file_digest(path_str: str) -> str | None:
-    """sha256 of the file's bytes (from its one read), or None when it cannot be read."""
-    return read_file(path_str).digest
+def _loaded(loaded: sources.Loaded) -> FileRead:
+    return FileRead(loaded.digest, loaded.entries, problem=loaded.problem, line_based=False)
+
+
+def file_digest(entry) -> str | None:
+    """sha256 of the entry's bytes (from its one read; see data/sources.py for other sources), or None when it
+    cannot be read."""
+    return read_file(entry).digest
+
+
+def _label(entry) -> str:
+    """How row problems name the source: the resolved path, or a Hub id as written."""
+    source = sources.as_source(entry)
+    return source.path if sources.kind(source) == "hub" else str(resolve_user_path(source.path))
 
 
 # --- rows and their problems ----------------------------------------------------------------------------------------
 
 
 def _checked_rows(
-    read: FileRead, path: Path, row_problem: Callable[[dict], str | None], key: str | None
+    read: FileRead, path: str, row_problem: Callable[[dict], str | None], key: str | None, row_format: str
 ) -> tuple[list[dict], list[str]]:
     """(good rows, problems): a problem with the whole file names the config key when the caller knows it
-    (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem`."""
+    (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem` (`path: row N: problem`
+    for sources without lines). Rows of another `row_format` are converted (data/formats.py) before `row_problem`
+    checks them; raw `text` rows are checked by their format alone."""
     if read.problem is not None:
         return [], [f"{key}: {read.problem}" if key else read.problem]
     rows, problems = [], []
     for line, value in read.entries:
+        where = f"{path}:{line}" if read.line_based else f"{path}: row {line}"
         if isinstance(value, Exception):
-            problems.append(f"{path}:{line}: {value}")
+            problems.append(f"{where}: {value}")
         elif not isinstance(value, dict):
-            problems.append(f"{path}:{line}: each row must be a JSON object, got {json_type(value)}")
-        elif (problem := row_problem(value)) is not None:
-            problems.append(f"{path}:{line}: {problem}")
+            problems.append(f"{where}: each row must be a JSON object, got {json_type(value)}")
+        elif (problem := _row_problem(value, row_format, row_problem)) is not None:
+            problems.append(f"{where}: {problem}")
         else:
-            rows.append(value)
+            rows.append(converted_row(value, row_format))
         if len(problems) >= MAX_REPORTED_PROBLEMS:
             problems.append(f"{path}: stopped after {MAX_REPORTED_PROBLEMS} problems")
             break
@@ -265,17 +283,23 @@ def _checked_rows(
     return rows, problems
 
 
+def _row_problem(row: dict, row_format: str, row_problem: Callable[[dict], str | None]) -> str | None:
+    """The format's problem with the row, then (chat-like formats) the problem with the conversation it becomes."""
+    if (problem := format_problem(row, row_format)) is not None or row_format == "text":
+        return problem
+    return row_problem(converted_row(row, row_format))
+
+
 def read_checked(
-    path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None
+    entry, row_problem: Callable[[dict], str | None], key: str | None = None
 ) -> tuple[list[dict], list[str]]:
-    """Every good row of one data file and every problem found in it (the rows are shared with the other readers of
-    this run: read them, do not change them)."""
-    return _checked_rows(read_file(path_str), resolve_user_path(path_str), row_problem, key)
+    """Every good row of one dataset entry (or bare path) and every problem found in it, rows in the `messages`
+    format (or `{"text"}` rows for the text format); messages rows are shared with the other readers of this run:
+    read them, do not change them."""
+    return _checked_rows(read_file(entry), _label(entry), row_problem, key, sources.row_format(entry))
 
 
-def data_problems(
-    paths: list[str], row_problem: Callable[[dict], str | None], keys: list[str] | None = None
-) -> list[str]:
+def data_problems(paths: list, row_problem: Callable[[dict], str | None], keys: list[str] | None = None) -> list[str]:
     """The problems of several data files, all of them (the check `finetuning validate` and the pre-flight run);
     `keys` are the config keys that name the files, for problems with a whole file."""
     keys = keys or [None] * len(paths)
@@ -289,9 +313,7 @@ def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str
     return read_all([path_str], row_problem, [key] if key else None)[0]
 
 
-def read_all(
-    paths: list[str], row_problem: Callable[[dict], str | None], keys: list[str] | None = None
-) -> list[list[dict]]:
+def read_all(paths: list, row_problem: Callable[[dict], str | None], keys: list[str] | None = None) -> list[list[dict]]:
     """The rows of several files (for the recipe); one DataError with the problems of all of them, if any."""
     keys = keys or [None] * len(paths)
     results = [read_checked(path, row_problem, key) for path, key in zip(paths, keys, strict=True)]

@@ -7,6 +7,7 @@ repetitions never put copies of training examples into validation (data/inputs.p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,14 +15,16 @@ from typing import TYPE_CHECKING
 from .inputs import (
     DataReport,
     drop_too_long,
+    forked_workers_share_memory,
     input_problems,
     map_workers,
     prepare_splits,
     read_input,
     sum_over_batches,
+    truncate_too_long,
 )
 from .readers import sft_row_problem
-from .templates import Markers, get_template, role_order_problem, template_refusal
+from .templates import Markers, completions_markers, get_template, role_order_problem, template_refusal
 from .tokenize import IGNORE_INDEX, tokenize_batch
 
 if TYPE_CHECKING:  # datasets loads when data is tokenised, not for the checks
@@ -53,14 +56,24 @@ def sft_data_problems(data_conf, require_assistant: bool) -> list[str]:
 
 
 def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: int | None, what: str) -> Dataset:
-    return dataset.map(
-        tokenize_batch,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "markers": markers},
-        remove_columns=dataset.column_names,
-        num_proc=map_workers(num_proc, dataset),
-        desc=f"Tokenizing {what} data",
-    )
+    """Tokenise one file; with `markers`, completions-only, which a template without a start marker refuses here."""
+    workers = map_workers(num_proc, dataset)
+    with forked_workers_share_memory(workers):
+        return dataset.map(
+            tokenize_batch,
+            batched=True,
+            fn_kwargs={"tokenizer": tokenizer, "markers": None if markers is None else completions_markers(markers)},
+            remove_columns=dataset.column_names,
+            num_proc=workers,
+            desc=f"Tokenizing {what} data",
+        )
+
+
+def limit_length(parts: list[Dataset], sft_args, what: str, report: DataReport) -> list[Dataset]:
+    """`sft_args.length_handling`: drop (filter) or cut (truncate) the examples longer than max_seq_length."""
+    if sft_args.length_handling == "truncate":
+        return truncate_too_long(parts, sft_args.max_seq_length, what, report, SETTING, ("input_ids", "labels"))
+    return drop_too_long(parts, sft_args.max_seq_length, what, report, SETTING)
 
 
 def _token_counts(train: Dataset) -> tuple[int, int]:
@@ -79,6 +92,23 @@ def _token_counts(train: Dataset) -> tuple[int, int]:
 def build_sft_datasets(
     data_conf, sft_args, tokenizer, markers: Markers | None, num_proc: int | None = None
 ) -> tuple[Dataset, Dataset | None, DataReport]:
+    """`tokenize_sft_datasets`, tokenized once: from the on-disk cache when the data, tokenizer, template, mask and
+    length settings are unchanged (data/cache.py)."""
+    from .cache import cached_datasets
+
+    settings = {"sft_args": sft_args.model_dump(mode="json"), "markers": markers and dataclasses.asdict(markers)}
+    return cached_datasets(
+        "sft",
+        data_conf,
+        settings,
+        tokenizer,
+        lambda: tokenize_sft_datasets(data_conf, sft_args, tokenizer, markers, num_proc),
+    )
+
+
+def tokenize_sft_datasets(
+    data_conf, sft_args, tokenizer, markers: Markers | None, num_proc: int | None = None
+) -> tuple[Dataset, Dataset | None, DataReport]:
     """Return tokenised (train, validation or None, report); columns input_ids, labels, length."""
     import pyarrow.compute as pc
 
@@ -87,7 +117,7 @@ def build_sft_datasets(
 
     def process(parts: list[Dataset], what: str) -> list[Dataset]:
         tokenized = [_tokenize(part, tokenizer, markers, num_proc, what) for part in parts]
-        return drop_too_long(tokenized, sft_args.max_seq_length, what, report, SETTING)
+        return limit_length(tokenized, sft_args, what, report)
 
     row_problem = sft_row_checker(data_conf, completions_only, tokenizer)
     train, evaluation = prepare_splits(

@@ -88,10 +88,25 @@ TEMPLATES: dict[str, ChatTemplate] = {
 
 @dataclass(frozen=True)
 class Markers:
-    """Assistant start/end strings as they appear in rendered text for one tokenizer."""
+    """Assistant start/end strings as they appear in rendered text for one tokenizer. `assistant_start` is None for a
+    model's own template without a generation prompt: plain training needs only the end marker (the inference stop),
+    completions-only masking needs the start too (`completions_markers`)."""
 
-    assistant_start: str
+    assistant_start: str | None
     assistant_end: str
+
+
+NO_START_MARKER = (
+    "sft_args.train_on_completions_only: could not derive the assistant start marker from the tokenizer's own chat "
+    "template (it has no distinct generation prompt); use a named chat template for completions-only training"
+)
+
+
+def completions_markers(markers: Markers) -> Markers:
+    """The markers, when they can delimit assistant turns for a completions-only mask; else the user error."""
+    if markers.assistant_start is None:
+        raise TemplateError(NO_START_MARKER)
+    return markers
 
 
 class TemplateError(UserError):
@@ -117,7 +132,8 @@ def resolve_markers(template: ChatTemplate, tokenizer) -> Markers:
     """Turn the template's markers into concrete strings; for keep-original, derive them from the tokenizer's template.
 
     Deriving (instead of failing, as the original engine did) works by rendering probe conversations: the text the
-    generation prompt adds is the start marker, and what follows a known assistant reply is the end marker.
+    generation prompt adds is the start marker, and what follows a known assistant reply is the end marker. A
+    template without a generation prompt gives no start marker (None): enough for training on every token.
     """
     if template.jinja is not None:
         end = tokenizer.eos_token if template.assistant_end == EOS else template.assistant_end
@@ -136,12 +152,13 @@ def resolve_markers(template: ChatTemplate, tokenizer) -> Markers:
     with_prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}], tokenize=False)
     start = with_prompt[len(without) :] if with_prompt.startswith(without) else ""
-    if not start or not full.startswith(with_prompt):
-        raise TemplateError(
-            "could not derive the assistant start marker from the tokenizer's own chat template "
-            "(it has no distinct generation prompt); use a named chat template for completions-only training"
-        )
-    tail = full[len(with_prompt) :]
+    if start and full.startswith(with_prompt):
+        prefix = with_prompt
+    elif full.startswith(without):  # no (usable) generation prompt: the reply follows the user turn directly
+        start, prefix = None, without
+    else:  # the user turn renders differently once a reply follows: no known place where the reply starts
+        raise TemplateError("could not derive the assistant end marker from the tokenizer's own chat template")
+    tail = full[len(prefix) :]
     end = tail[tail.index(reply) + len(reply) :].rstrip("\n ") if reply in tail else ""
     if not end:
         raise TemplateError("could not derive the assistant end marker from the tokenizer's own chat template")

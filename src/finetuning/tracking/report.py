@@ -164,6 +164,13 @@ def _dropped(report) -> str:
     return ", ".join(f"{what}: {count}" for what, count in report.dropped_too_long.items()) or "0"
 
 
+def _truncated_rows(report) -> list[tuple[str, str]]:
+    """A row counting the examples cut to max length, when the run truncates (length_handling: truncate)."""
+    if not report.truncated:
+        return []
+    return [("truncated to max length", ", ".join(f"{what}: {count}" for what, count in report.truncated.items()))]
+
+
 def _duration(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -191,6 +198,7 @@ def print_run_summary(
             f"{report.train_examples}" + (f" (+{report.eval_examples} validation)" if report.eval_examples else ""),
         ),
         ("dropped as too long", _dropped(report)),
+        *_truncated_rows(report),
         # every method counts its tokens (KTO's as TRL's KTOTrainer tokenises them); 0 only for a report without them
         *(
             [("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} trained)")]
@@ -262,6 +270,7 @@ def data_rows(report, numbers: RunNumbers) -> list[tuple[str, str]]:
         ("training examples", str(report.train_examples)),
         ("validation examples", str(report.eval_examples)),
         ("dropped as too long", _dropped(report)),
+        *_truncated_rows(report),
     ]
     if report.train_tokens:  # a report built without token counts has none to show
         rows += [

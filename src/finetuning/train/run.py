@@ -66,11 +66,13 @@ def training_config(config_class, cfg, run: TrainingRun, **method_settings):
 def log_data_report(report) -> None:
     """One line on what the data came to, before the model loads."""
     logger.info(
-        "data: %d training / %d validation examples, %d tokens (%d trained)",
+        "data: %d training / %d validation examples, %d tokens (%d trained); too long: %d dropped, %d truncated",
         report.train_examples,
         report.eval_examples,
         report.train_tokens,
         report.trained_tokens,
+        sum(report.dropped_too_long.values()),
+        sum(report.truncated.values()),
     )
 
 
