@@ -1,5 +1,6 @@
-"""Row formats (`datasets[].format`): each is read, rendered with the chat template (raw text without one) and masked
-as peer-semantics.md §4 says, checked token by token through the real SFT data pipeline."""
+"""Row formats (`datasets[].format`): each is read, rendered with the chat template where it is chat-like (alpaca,
+oasst, string prompt/completion and text rows as raw text, without one) and masked as peer-semantics.md §4 says,
+checked token by token through the real SFT data pipeline."""
 
 from __future__ import annotations
 
@@ -49,23 +50,113 @@ def chat_ml(tokenizer, user: str, answer: str, system: str | None = None) -> tup
     return expected(tokenizer, [(prompt, False), (answer + IM_END, True), ("\n", False)])
 
 
-def test_alpaca_with_and_without_input(tmp_path, tokenizer):
-    rows = [
-        {"instruction": "Name the capital.", "input": "Vasren", "output": "Yorren."},
-        {"instruction": "Say hi.", "input": "", "output": "Hi."},
-        {"instruction": "Say yo.", "output": "Yo."},
-    ]
-    (first, second, third) = tokenized(tmp_path, tokenizer, "alpaca", rows)
+def prompt_then_completion(tokenizer, prompt: str, completion: str, completions_only: bool = True):
+    """input_ids and labels of a prompt/completion text row, checked without the code's own recipe: the ids are
+    TRL's and axolotl's prompt + completion + eos tokenised as one text (no merge crosses the boundary of these
+    rows), the masked prefix decodes to exactly the prompt, and completion + eos are trained."""
+    ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+    prompt_length = len(tokenizer(prompt)["input_ids"])
+    assert tokenizer.decode(ids[:prompt_length]) == prompt
+    assert tokenizer.decode(ids[prompt_length:]) == completion + tokenizer.eos_token
+    masked = [IGNORE_INDEX] * prompt_length if completions_only else ids[:prompt_length]
+    return ids, masked + ids[prompt_length:]
+
+
+def assert_trained_on_completion(example, tokenizer, prompt: str, completion: str):
+    """The masked prefix of an example decodes to exactly the prompt; the trained rest to completion + eos."""
+    ids, labels = example
+    prompt_length = labels.index(next(label for label in labels if label != IGNORE_INDEX))
+    assert tokenizer.decode(ids[:prompt_length]) == prompt
+    assert tokenizer.decode(ids[prompt_length:]) == completion + tokenizer.eos_token
+    assert labels[prompt_length:] == ids[prompt_length:] and ids[-1] == tokenizer.eos_token_id
+
+
+ALPACA_ROWS = [
+    {"instruction": "Name the capital.", "input": "Vasren", "output": "Yorren."},
+    {"instruction": "Say hi.", "input": "", "output": "Hi."},
+    {"instruction": "Say yo.", "output": "Yo."},
+]
+
+
+@pytest.mark.parametrize("completions_only", [True, False])
+def test_alpaca_with_and_without_input_is_axolotls_text_without_a_chat_template(tmp_path, tokenizer, completions_only):
+    (first, second, third) = tokenized(tmp_path, tokenizer, "alpaca", ALPACA_ROWS, completions_only)
     with_input = ALPACA_PROMPT_WITH_INPUT.format(instruction="Name the capital.", input="Vasren")
     assert with_input.endswith("### Input:\nVasren\n\n### Response:\n")
-    assert first == chat_ml(tokenizer, with_input, "Yorren.")
-    assert second == chat_ml(tokenizer, ALPACA_PROMPT.format(instruction="Say hi."), "Hi.")
-    assert third == chat_ml(tokenizer, ALPACA_PROMPT.format(instruction="Say yo."), "Yo.")
+    assert first == prompt_then_completion(tokenizer, with_input, "Yorren.", completions_only)
+    hi, yo = ALPACA_PROMPT.format(instruction="Say hi."), ALPACA_PROMPT.format(instruction="Say yo.")
+    assert second == prompt_then_completion(tokenizer, hi, "Hi.", completions_only)
+    assert third == prompt_then_completion(tokenizer, yo, "Yo.", completions_only)
+    assert "<|im_start|>" not in tokenizer.decode(first[0])
+    if completions_only:
+        assert_trained_on_completion(first, tokenizer, with_input, "Yorren.")
+    else:
+        assert all(labels == ids for ids, labels in (first, second, third))
 
 
-def test_oasst_is_alpaca_without_input(tmp_path, tokenizer):
-    (example,) = tokenized(tmp_path, tokenizer, "oasst", [{"INSTRUCTION": "Say hi.", "RESPONSE": "Hi."}])
-    assert example == chat_ml(tokenizer, ALPACA_PROMPT.format(instruction="Say hi."), "Hi.")
+@pytest.mark.parametrize("completions_only", [True, False])
+def test_oasst_is_alpaca_without_input(tmp_path, tokenizer, completions_only):
+    row = {"INSTRUCTION": "Say hi.", "RESPONSE": "Hi."}
+    (example,) = tokenized(tmp_path, tokenizer, "oasst", [row], completions_only)
+    assert example == prompt_then_completion(
+        tokenizer, ALPACA_PROMPT.format(instruction="Say hi."), "Hi.", completions_only
+    )
+
+
+@pytest.mark.parametrize("completions_only", [True, False])
+def test_prompt_completion_strings_raw_and_conversational_templated(tmp_path, tokenizer, completions_only):
+    rows = [
+        {"prompt": "Hi", "completion": "Yo"},
+        {
+            "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+            "completion": [{"role": "assistant", "content": "Yo"}],
+        },
+        {"prompt": "The capital of Vasren is", "completion": " Yorren."},
+    ]
+    plain, conversational, last = tokenized(tmp_path, tokenizer, "prompt_completion", rows, completions_only)
+    assert plain == prompt_then_completion(tokenizer, "Hi", "Yo", completions_only)
+    assert last == prompt_then_completion(tokenizer, "The capital of Vasren is", " Yorren.", completions_only)
+    if completions_only:
+        assert conversational == chat_ml(tokenizer, "Hi", "Yo", system="Be brief.")
+    else:
+        assert conversational[0] == conversational[1] == chat_ml(tokenizer, "Hi", "Yo", system="Be brief.")[0]
+
+
+def test_prompt_completion_boundary_is_exact_where_bpe_would_merge_across_it(tmp_path, tokenizer):
+    """A prompt ending in a space: tokenised as one text, the space merges into the completion's first token, so a
+    mask by the prompt's own token count would be off by one; the prompt is tokenised alone instead (axolotl)."""
+    prompt, completion = "The capital of Vasren is ", "Yorren."
+    merged = tokenizer(prompt + completion)["input_ids"]
+    assert merged[: len(tokenizer(prompt)["input_ids"])] != tokenizer(prompt)["input_ids"]  # BPE does merge here
+    (example,) = tokenized(tmp_path, tokenizer, "prompt_completion", [{"prompt": prompt, "completion": completion}])
+    assert_trained_on_completion(example, tokenizer, prompt, completion)
+    assert example[0] == tokenizer(prompt)["input_ids"] + tokenizer(completion, add_special_tokens=False)[
+        "input_ids"
+    ] + [tokenizer.eos_token_id]
+
+
+def test_a_messages_file_and_an_alpaca_file_train_together(tmp_path, tokenizer):
+    chat = write_jsonl(
+        tmp_path / "chat.jsonl",
+        [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}],
+    )
+    alpaca = write_jsonl(tmp_path / "alpaca.jsonl", ALPACA_ROWS[1:2])
+    data_conf = ChatTrainValidConfig(
+        training_data={
+            "type": "CONCATENATION",
+            "datasets": [{"path": str(chat)}, {"path": str(alpaca), "format": "alpaca"}],
+        },
+        validation_data={"type": "NONE"},
+        chat_template_name="chat-ml",
+    )
+    markers, _ = setup_tokenizer(tokenizer, get_template("chat-ml"), data_conf)
+    sft_args = SFTArguments(max_seq_length=512, train_on_completions_only=True)
+    train, _, report = build_sft_datasets(data_conf, sft_args, tokenizer, markers)
+    examples = sorted(zip(train["input_ids"], train["labels"], strict=True), key=lambda pair: len(pair[0]))
+    hi = prompt_then_completion(tokenizer, ALPACA_PROMPT.format(instruction="Say hi."), "Hi.")
+    assert examples == sorted([chat_ml(tokenizer, "Hi", "Yo"), hi], key=lambda pair: len(pair[0]))
+    assert report.trained_tokens == sum(label != IGNORE_INDEX for _, labels in examples for label in labels)
+    assert report.without_assistant_marker == 0
 
 
 def test_sharegpt_maps_speakers_and_trains_every_gpt_turn(tmp_path, tokenizer):
@@ -89,19 +180,6 @@ def test_sharegpt_maps_speakers_and_trains_every_gpt_turn(tmp_path, tokenizer):
             ("\n", False),
         ],
     )
-
-
-def test_prompt_completion_strings_and_conversational(tmp_path, tokenizer):
-    rows = [
-        {"prompt": "Hi", "completion": "Yo"},
-        {
-            "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-            "completion": [{"role": "assistant", "content": "Yo"}],
-        },
-    ]
-    plain, conversational = tokenized(tmp_path, tokenizer, "prompt_completion", rows)
-    assert plain == chat_ml(tokenizer, "Hi", "Yo")
-    assert conversational == chat_ml(tokenizer, "Hi", "Yo", system="Be brief.")
 
 
 def test_text_trains_every_token_without_a_template(tmp_path, tokenizer):

@@ -49,7 +49,7 @@ def test_csv_with_a_row_format(tmp_path):
         validation_data={"type": "NONE"},
     ).training_data
     (part,) = read_input(data_input, sft_row_problem, ("messages",))
-    assert list(part["messages"])[1] == [{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Ciao"}]
+    assert (part["prompt_text"][1], part["completion_text"][1]) == ("Bye", "Ciao")  # string rows: raw text
 
 
 def test_rows_without_lines_are_named_by_row_index(tmp_path):

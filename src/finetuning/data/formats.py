@@ -1,16 +1,20 @@
-"""Row formats of a dataset entry (`datasets[].format`): each chat-like row becomes our `messages` row.
+"""Row formats of a dataset entry (`datasets[].format`): each row becomes one of three row kinds the tokenizer
+step knows (data/tokenize.py).
 
 Formats are shared by every dialect (spec: dialects.md rule 6), so an alpaca file trains the same from a native
-config as from an axolotl one. A chat-like row (alpaca, sharegpt, oasst, prompt_completion) is turned into
-system/user/assistant messages here; the named chat template and completions-only masking then apply unchanged
-(data/tokenize.py). A `text` row is raw text for continued pre-training: no template, every token trained.
-Prompts follow axolotl's (peer-semantics.md §4): the alpaca prompt text is the user turn, the output the
-assistant turn, whose end marker (eos for most templates) is trained with it.
+config as from an axolotl one. The kinds:
+- `{"messages": [...]}`: chat-like rows (messages, sharegpt, prompt_completion with lists of messages) become
+  system/user/assistant messages; the named chat template and completions-only masking apply unchanged.
+- `{"prompt_text", "completion_text"}`: alpaca, oasst and prompt_completion with string prompt and completion are
+  not chat-like, so no chat template: exactly as axolotl (peer-semantics.md §4) and TRL's non-conversational
+  prompt-completion render them, prompt + completion + eos, the prompt masked when completions-only.
+- `{"text": ...}`: raw text for continued pre-training: no template, every token trained.
 """
 
 from __future__ import annotations
 
-from ..errors import did_you_mean
+from ..errors import UserError, did_you_mean
+from .tokenize import IGNORE_INDEX
 
 
 def json_type(value) -> str:
@@ -48,13 +52,15 @@ def _text_problem(row: dict, key: str, optional: bool = False) -> str | None:
     return None
 
 
-def alpaca_messages(row: dict) -> list[dict]:
-    """alpaca `{instruction, input?, output}`: the alpaca prompt (with the input paragraph when `input` is not
-    empty) as the user turn, `output` as the assistant turn."""
+def alpaca_texts(row: dict) -> dict:
+    """alpaca `{instruction, input?, output}`: axolotl's alpaca prompt (with the input paragraph when `input` is not
+    empty), then `output` as the completion."""
     given = row.get("input") or ""
     template = ALPACA_PROMPT_WITH_INPUT if given.strip() else ALPACA_PROMPT
-    prompt = template.format(instruction=row["instruction"], input=given)
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    return {
+        "prompt_text": template.format(instruction=row["instruction"], input=given),
+        "completion_text": row["output"],
+    }
 
 
 def alpaca_problem(row: dict) -> str | None:
@@ -63,9 +69,9 @@ def alpaca_problem(row: dict) -> str | None:
     )
 
 
-def oasst_messages(row: dict) -> list[dict]:
+def oasst_texts(row: dict) -> dict:
     """oasst `{INSTRUCTION, RESPONSE}` (Open Assistant exports): rendered as alpaca without input."""
-    return alpaca_messages({"instruction": row["INSTRUCTION"], "output": row["RESPONSE"]})
+    return alpaca_texts({"instruction": row["INSTRUCTION"], "output": row["RESPONSE"]})
 
 
 def oasst_problem(row: dict) -> str | None:
@@ -98,13 +104,16 @@ def sharegpt_problem(row: dict) -> str | None:
     return None
 
 
-def prompt_completion_messages(row: dict) -> list[dict]:
-    """prompt_completion `{prompt, completion}` (TRL's prompt-completion rows): the prompt is the user turn, the
-    completion the assistant turn; either may also be a list of messages (TRL's conversational form)."""
+def prompt_completion_row(row: dict) -> dict:
+    """prompt_completion `{prompt, completion}` (TRL's prompt-completion rows): two strings are raw text (TRL's
+    non-conversational form); otherwise a string prompt is the user turn, a string completion the assistant turn,
+    and lists of messages (TRL's conversational form) are the conversation."""
     prompt, completion = row["prompt"], row["completion"]
+    if isinstance(prompt, str) and isinstance(completion, str):
+        return {"prompt_text": prompt, "completion_text": completion}
     prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     completion = [{"role": "assistant", "content": completion}] if isinstance(completion, str) else list(completion)
-    return prompt + completion
+    return {"messages": prompt + completion}
 
 
 def prompt_completion_problem(row: dict) -> str | None:
@@ -121,12 +130,14 @@ def text_problem(row: dict) -> str | None:
     return _text_problem(row, "text")
 
 
+# format → (its row problem, its converter to a row kind)
 CONVERTERS = {
-    "alpaca": (alpaca_problem, alpaca_messages),
-    "oasst": (oasst_problem, oasst_messages),
-    "sharegpt": (sharegpt_problem, sharegpt_messages),
-    "prompt_completion": (prompt_completion_problem, prompt_completion_messages),
+    "alpaca": (alpaca_problem, alpaca_texts),
+    "oasst": (oasst_problem, oasst_texts),
+    "sharegpt": (sharegpt_problem, lambda row: {"messages": sharegpt_messages(row)}),
+    "prompt_completion": (prompt_completion_problem, prompt_completion_row),
 }
+PROMPT_TEXT_COLUMNS = ("prompt_text", "completion_text")
 
 
 def format_problem(row: dict, row_format: str) -> str | None:
@@ -137,12 +148,30 @@ def format_problem(row: dict, row_format: str) -> str | None:
 
 
 def converted_row(row: dict, row_format: str) -> dict:
-    """The row as the pipeline reads it: `{"messages": [...]}`, or `{"text": ...}` for raw text."""
+    """The row as the pipeline reads it: `{"messages": [...]}`, `{"prompt_text", "completion_text"}`, or
+    `{"text": ...}` for raw text (module docstring)."""
     if row_format == "text":
         return {"text": row["text"]}
     if row_format in CONVERTERS:
-        return {"messages": CONVERTERS[row_format][1](row)}
+        return CONVERTERS[row_format][1](row)
     return row
+
+
+def is_plain_text(row: dict, row_format: str) -> bool:
+    """Whether the (valid) row is tokenised without a chat template, so no conversation check applies to it."""
+    if row_format in ("text", "alpaca", "oasst"):
+        return True
+    return row_format == "prompt_completion" and isinstance(row["prompt"], str) and isinstance(row["completion"], str)
+
+
+def entry_columns(row_format: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The dataset columns of an entry's converted rows: a prompt_completion file may hold both string rows and
+    message-list rows, so it keeps both kinds' columns (the other kind's are None in each row)."""
+    if row_format == "text":
+        return ("text",)
+    if row_format in ("alpaca", "oasst"):
+        return PROMPT_TEXT_COLUMNS
+    return columns + PROMPT_TEXT_COLUMNS if row_format == "prompt_completion" else columns
 
 
 def tokenize_texts(texts: list[str], tokenizer) -> dict:
@@ -157,3 +186,32 @@ def tokenize_texts(texts: list[str], tokenizer) -> dict:
         "length": [len(row) for row in ids],
         "assistant_turns": [1] * len(ids),
     }
+
+
+def tokenize_prompt_completions(prompts: list[str], completions: list[str], tokenizer, completions_only: bool) -> dict:
+    """Prompt/completion text rows (alpaca, oasst, string prompt_completion): prompt + completion + eos, no chat
+    template; with `completions_only` the prompt's tokens get no label, completion and eos are trained.
+
+    Prompt and completion are tokenised separately and concatenated, as axolotl does: the boundary is then exact
+    for any tokenizer (a BPE merge across it, e.g. a prompt ending in a space, would make the prompt's own tokens
+    no prefix of the whole text's), and the prompt is tokenised as it is at inference, alone. The prompt gets the
+    special tokens the tokenizer adds itself (bos, as for `text` rows) less a trailing eos (it does not end the
+    text); the completion gets none, then eos unless it already ends with it."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError(
+            "data_conf.training_data.datasets[].format: alpaca, oasst and string prompt_completion rows end with the "
+            "tokenizer's eos token, and this tokenizer has none; use a tokenizer with an eos token, or messages rows"
+        )
+    prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "assistant_turns": []}
+    for prompt, completion in zip(prompt_ids, completion_ids, strict=True):
+        prompt = prompt[:-1] if prompt and prompt[-1] == eos else list(prompt)
+        completion = list(completion) if completion and completion[-1] == eos else [*completion, eos]
+        masked = [IGNORE_INDEX] * len(prompt) if completions_only else list(prompt)
+        out["input_ids"].append(prompt + completion)
+        out["labels"].append(masked + completion)
+        out["length"].append(len(prompt) + len(completion))
+        out["assistant_turns"].append(1)  # the completion: never an example with nothing to train on
+    return out

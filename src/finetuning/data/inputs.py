@@ -62,7 +62,9 @@ def read_input(
 
 
 def _columns(entry, columns: tuple[str, ...]) -> tuple[str, ...]:
-    return ("text",) if getattr(entry, "format", "messages") == "text" else columns
+    from .formats import entry_columns
+
+    return entry_columns(getattr(entry, "format", "messages"), columns)
 
 
 # Rows each preprocessing worker gets at least: datasets.map's batch. A worker costs about a second to start (a fork,
@@ -115,13 +117,13 @@ def combine(data_input, parts: list[Dataset], weights: list[float]) -> Dataset:
     return concatenate([part for part, _ in kept])
 
 
-def input_problems(data_conf, row_problem: Callable[[dict], str | None]) -> list[str]:
-    """Every problem of every file the config names (file:line), none when all parse and pass `row_problem`."""
+def input_problems(data_conf, row_problem: Callable[[dict], str | None], check: tuple | None = None) -> list[str]:
+    """Every problem of every file the config names (file:line), none when all parse and pass `row_problem`;
+    `check` names what `row_problem` checks, so that the outcome can be kept for unchanged files (readers.py)."""
     inputs = _listed_inputs(data_conf)
     paths = [dataset for _, data_input in inputs for dataset in data_input.datasets]
-    return data_problems(
-        paths, row_problem, [key for where, data_input in inputs for key in _path_keys(data_input, where)]
-    )
+    keys = [key for where, data_input in inputs for key in _path_keys(data_input, where)]
+    return data_problems(paths, row_problem, keys, check)
 
 
 # Raised whenever the pipeline orders, splits or mixes examples differently from the same inputs (2: AUTO_SPLIT per

@@ -284,4 +284,5 @@ def row_schema(method: str):
 
 def preference_data_problems(data_conf, method: str) -> list[str]:
     """Every problem of every file the config names, as `finetuning validate` and the pre-flight report them."""
-    return input_problems(data_conf, preference_row_checker(method, data_conf))
+    check = ("preference", method, data_conf.chat_template_name)  # what preference_row_checker depends on
+    return input_problems(data_conf, preference_row_checker(method, data_conf), check)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UserError, did_you_mean
 from ..paths import resolve_user_path
 from . import sources
-from .formats import converted_row, format_problem, json_type
+from .formats import converted_row, format_problem, is_plain_text, json_type
 
 ROLES = ("system", "user", "assistant")
 # Roles whose text must not be empty: an empty turn trains the model to answer nothing (or to nothing).
@@ -171,16 +171,24 @@ def _file_problem(path: Path, source_kind: str) -> str | None:
 # --- one read of each file per run ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class FileRead:
     """A data file as read once per run: what the data fingerprint needs (the digest of its bytes) and what the
-    checks and the recipe need (its values parsed, each with the line it starts on), from one open and one parse."""
+    checks and the recipe need (its values parsed, each with the line it starts on), from one open and at most one
+    parse — none at all when the checks' outcome and the tokenized data are both cached for these bytes."""
 
     digest: str | None  # sha256 of the file's bytes; None when they could not be read
-    entries: tuple[tuple[int, object], ...] = ()  # (line, parsed value, or the ValueError of an unparsable line)
+    parsed: tuple[tuple[int, object], ...] | None = ()  # (line, value or the ValueError of a bad line); None: not yet
     problem: str | None = None  # why the file cannot be used at all (missing, unreadable, empty)
     array: bool = False  # a JSON array file, not JSONL (for the "no rows" message)
     line_based: bool = True  # entries are numbered by line (JSON files), else by row index (data/sources.py)
+    text: str | None = None  # the decoded file, until it is parsed
+
+    @property
+    def entries(self) -> tuple[tuple[int, object], ...]:
+        if self.parsed is None:
+            self.parsed, self.text = tuple(_iter_json_rows(self.text or "")), None
+        return self.parsed
 
 
 # Per-run memo: (absolute path, size, mtime_ns, inode, ctime_ns) → FileRead. A file changed on disk has another key,
@@ -214,7 +222,7 @@ def _read_once(path: Path) -> FileRead:
     text, bad_bytes = _decode(data)
     if bad_bytes:
         return FileRead(digest, bad_bytes)
-    return FileRead(digest, tuple(_iter_json_rows(text)), array=text.lstrip().startswith("["))
+    return FileRead(digest, None, array=text.lstrip().startswith("["), text=text)  # parsed when first needed
 
 
 def read_file(entry) -> FileRead:
@@ -285,7 +293,7 @@ def _checked_rows(
 
 def _row_problem(row: dict, row_format: str, row_problem: Callable[[dict], str | None]) -> str | None:
     """The format's problem with the row, then (chat-like formats) the problem with the conversation it becomes."""
-    if (problem := format_problem(row, row_format)) is not None or row_format == "text":
+    if (problem := format_problem(row, row_format)) is not None or is_plain_text(row, row_format):
         return problem
     return row_problem(converted_row(row, row_format))
 
@@ -299,13 +307,27 @@ def read_checked(
     return _checked_rows(read_file(entry), _label(entry), row_problem, key, sources.row_format(entry))
 
 
-def data_problems(paths: list, row_problem: Callable[[dict], str | None], keys: list[str] | None = None) -> list[str]:
+def data_problems(
+    paths: list, row_problem: Callable[[dict], str | None], keys: list[str] | None = None, check: tuple | None = None
+) -> list[str]:
     """The problems of several data files, all of them (the check `finetuning validate` and the pre-flight run);
-    `keys` are the config keys that name the files, for problems with a whole file."""
+    `keys` are the config keys that name the files, for problems with a whole file. `check` names what `row_problem`
+    checks (e.g. the template and mask mode): then the outcome is kept on disk for these exact file bytes
+    (checks_cache.py), so an unchanged file is not parsed again by the next run's checks."""
     keys = keys or [None] * len(paths)
-    return [
-        problem for path, key in zip(paths, keys, strict=True) for problem in read_checked(path, row_problem, key)[1]
-    ]
+
+    def problems() -> list[str]:
+        return [
+            found for path, key in zip(paths, keys, strict=True) for found in read_checked(path, row_problem, key)[1]
+        ]
+
+    reads = [read_file(path) for path in paths]
+    if check is None or any(read.digest is None or read.problem is not None for read in reads):
+        return problems()
+    from ..checks_cache import cached_outcome
+
+    files = [(read.digest, _label(path), sources.row_format(path)) for read, path in zip(reads, paths, strict=True)]
+    return cached_outcome("data-rows", [list(check), files, keys], problems)
 
 
 def read_rows(path_str: str, row_problem: Callable[[dict], str | None], key: str | None = None) -> list[dict]:

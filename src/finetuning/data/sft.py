@@ -52,7 +52,8 @@ def sft_row_checker(data_conf, require_assistant: bool, tokenizer=None) -> Calla
 
 def sft_data_problems(data_conf, require_assistant: bool) -> list[str]:
     """Every problem of every file the config names, as `finetuning validate` and the pre-flight report them."""
-    return input_problems(data_conf, sft_row_checker(data_conf, require_assistant))
+    check = ("sft", data_conf.chat_template_name, require_assistant)  # what sft_row_checker's outcome depends on
+    return input_problems(data_conf, sft_row_checker(data_conf, require_assistant), check)
 
 
 def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: int | None, what: str) -> Dataset:

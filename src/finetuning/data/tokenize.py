@@ -63,10 +63,35 @@ def completion_labels(input_ids: list[int], offsets: list[tuple[int, int]], span
 
 
 def tokenize_batch(batch: dict, tokenizer, markers: Markers | None) -> dict:
-    """`datasets.map(batched=True)` adapter around `tokenize_rendered`; raw text rows (format `text`) are
-    tokenised without a template (data/formats.py)."""
-    if "text" in batch:
-        from .formats import tokenize_texts
+    """`datasets.map(batched=True)` adapter: raw text rows (format `text`) and prompt/completion text rows (alpaca,
+    oasst, string prompt_completion) are tokenised without a template (data/formats.py), conversations through
+    `tokenize_rendered`. A prompt_completion file may mix text rows and conversations, so each row goes its way and
+    the results are put back in row order."""
+    from .formats import tokenize_prompt_completions, tokenize_texts
 
+    if "text" in batch:
         return tokenize_texts(batch["text"], tokenizer)
-    return tokenize_rendered([render(messages, tokenizer) for messages in batch["messages"]], tokenizer, markers)
+    prompts = batch.get("prompt_text") or [None] * len(next(iter(batch.values()), []))
+    texts = [row for row, prompt in enumerate(prompts) if prompt is not None]
+    chats = [row for row, prompt in enumerate(prompts) if prompt is None]
+    parts = []
+    if texts:
+        pairs = ([prompts[row] for row in texts], [batch["completion_text"][row] for row in texts])
+        parts.append((texts, tokenize_prompt_completions(*pairs, tokenizer, completions_only=markers is not None)))
+    if chats:
+        rendered = [render(batch["messages"][row], tokenizer) for row in chats]
+        parts.append((chats, tokenize_rendered(rendered, tokenizer, markers)))
+    return _in_row_order(parts, len(prompts))
+
+
+def _in_row_order(parts: list[tuple[list[int], dict[str, list]]], rows: int) -> dict[str, list]:
+    """Columns of several tokenised subsets of a batch (each with the batch's row numbers), merged in row order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    keys = ("input_ids", "labels", "length", "assistant_turns")
+    out: dict[str, list] = {key: [None] * rows for key in keys}
+    for indices, columns in parts:
+        for key, values in columns.items():
+            for row, value in zip(indices, values, strict=True):
+                out[key][row] = value
+    return out
