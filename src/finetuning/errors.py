@@ -34,6 +34,13 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{match}'?" if match is not None else ""
 
 
+def did_you_mean_or_choices(value, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a value like one of a short list of choices (case aside), else the whole list."""
+    choices = list(choices)
+    close = did_you_mean(value.lower(), choices) if isinstance(value, str) else ""
+    return close or f"; expected one of {', '.join(choices)}"
+
+
 def report_user_error(error: UserError) -> int:
     """Print the problems (no traceback) to stderr; return the exit code for user errors."""
     import sys

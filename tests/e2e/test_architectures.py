@@ -43,16 +43,15 @@ DPO_ROWS = [
         "rejected_messages": [{"role": "assistant", "content": "D E F"}],
     }
 ]
-GEMMA2_LORA = {
-    "peft_type": "LORA",
-    "task_type": "CAUSAL_LM",
-    "peft_kwargs": {
-        "r": 4,
-        "lora_alpha": 4,
-        "lora_dropout": 0.1,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    },
-}
+
+
+def silogen_lora(target_modules: list[str], **peft_kwargs) -> dict:
+    """The LoRA section of Silogen's tests (r 4, alpha 4, dropout 0.1) on `target_modules`."""
+    kwargs = {"r": 4, "lora_alpha": 4, "lora_dropout": 0.1, "target_modules": target_modules, **peft_kwargs}
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "peft_kwargs": kwargs}
+
+
+GEMMA2_LORA = silogen_lora(["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @pytest.fixture(scope="module")
@@ -166,17 +165,7 @@ def assert_lora_trained_only_the_adapter(original: Path, outputs: Path) -> None:
 
 @pytest.mark.slow
 def test_gpt2_lora_on_conv1d_with_fan_in_fan_out(tmp_path, models):
-    peft_conf = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "peft_kwargs": {
-            "r": 4,
-            "lora_alpha": 4,
-            "lora_dropout": 0.1,
-            "target_modules": ["c_attn"],
-            "fan_in_fan_out": True,
-        },
-    }
+    peft_conf = silogen_lora(["c_attn"], fan_in_fan_out=True)
     config = silogen_config(tmp_path, models["gpt2"], SFT_ROWS, peft_conf=peft_conf)
     config["training_args"]["save_steps"] = 1  # as Silogen: a checkpoint at every step
     log = train("sft", tmp_path, config)

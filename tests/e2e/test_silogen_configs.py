@@ -9,7 +9,6 @@ import yaml
 
 from finetuning.cli import main, version_line
 from finetuning.config import DPOExperimentConfig, dump_resolved_config, load_any_config
-from finetuning.train.determinism import restore_determinism
 from tests.conftest import REPO, sft_config, write_jsonl, write_yaml
 
 PAIRS = REPO / "examples" / "data" / "preferences.jsonl"
@@ -27,7 +26,6 @@ def _deterministic_algorithms_off():
     """A run with `determinism` leaves torch's switch on until the run's end restores it: never let it leak into
     later tests."""
     yield
-    restore_determinism()
     torch.use_deterministic_algorithms(False)
 
 

@@ -13,7 +13,7 @@ config as from an axolotl one. The kinds:
 
 from __future__ import annotations
 
-from ..errors import UserError, did_you_mean
+from ..errors import UserError, did_you_mean, did_you_mean_or_choices
 from .tokenize import IGNORE_INDEX
 
 
@@ -94,11 +94,7 @@ def sharegpt_problem(row: dict) -> str | None:
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             return f"{where} must be an object with 'from' and 'value'"
         if turn["from"] not in SHAREGPT_ROLES:
-            close = (
-                did_you_mean(str(turn["from"]).lower(), SHAREGPT_ROLES)
-                or f"; expected one of {', '.join(SHAREGPT_ROLES)}"
-            )
-            return f"{where}.from is {turn['from']!r}{close}"
+            return f"{where}.from is {turn['from']!r}{did_you_mean_or_choices(str(turn['from']), SHAREGPT_ROLES)}"
         if not isinstance(turn["value"], str):
             return f"{where}.value must be a string, got {json_type(turn['value'])}"
     return None

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError, did_you_mean
+from ..errors import UserError, did_you_mean_or_choices
 from ..paths import resolve_user_path
 from . import sources
 from .formats import converted_row, format_problem, is_plain_text, json_type
@@ -22,11 +22,6 @@ class DataError(UserError):
     """User error in data files; carries every problem found (each `path:line: message`)."""
 
 
-def _did_you_mean(value, choices) -> str:
-    close = did_you_mean(value.lower(), choices) if isinstance(value, str) else ""
-    return close or f"; expected one of {', '.join(choices)}"
-
-
 def message_problem(message, where: str) -> str | None:
     """A problem with one {role, content} message, or None."""
     if not isinstance(message, dict):
@@ -36,7 +31,7 @@ def message_problem(message, where: str) -> str | None:
         return f"{where} has unknown keys {sorted(unknown)}; a message has only 'role' and 'content'"
     role = message.get("role")
     if role not in ROLES:
-        return f"{where}.role is {role!r}{_did_you_mean(role, ROLES)}"
+        return f"{where}.role is {role!r}{did_you_mean_or_choices(role, ROLES)}"
     if not isinstance(message.get("content"), str):
         return f"{where}.content must be a string, got {json_type(message.get('content'))}"
     if role in ROLES_WITH_TEXT and not message["content"].strip():

@@ -76,21 +76,25 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
 ARCHITECTURES = ("llama", "gpt2", "gemma2")
 
 
+def _decoder_sizes(vocab_size: int, hidden_size: int, num_layers: int) -> dict:
+    """What the Llama-style configs (Llama, Gemma2) share: sizes, grouped-query heads, the tokenizer's bos/eos ids."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": hidden_size * 2,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+
+
 def _llama_config(vocab_size: int, hidden_size: int, num_layers: int):
     from transformers import LlamaConfig
 
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
+    return LlamaConfig(**_decoder_sizes(vocab_size, hidden_size, num_layers), tie_word_embeddings=False)
 
 
 def _gpt2_config(vocab_size: int, hidden_size: int, num_layers: int):
@@ -114,18 +118,10 @@ def _gemma2_config(vocab_size: int, hidden_size: int, num_layers: int):
     from transformers import Gemma2Config
 
     return Gemma2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **_decoder_sizes(vocab_size, hidden_size, num_layers),
         head_dim=hidden_size // 4,
         query_pre_attn_scalar=hidden_size // 4,
         sliding_window=16,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
         pad_token_id=None,  # like the others: no pad token, the engine must set one
     )
 

@@ -26,26 +26,22 @@ logger = logging.getLogger(__name__)
 CUBLAS_WORKSPACE = ":4096:8"
 LEVELS = ("no", "half", "full")
 
-_saved: list[dict | None] = []  # torch settings before each apply_determinism (None: it changed nothing)
 
-
-def apply_determinism(level: str) -> None:
-    """Set torch (and, for `full`, the environment) for the `run_conf.determinism` level; `no` changes nothing."""
+def _apply(level: str) -> dict | None:
+    """Set torch (and, for `full`, the environment) for the `run_conf.determinism` level; returns torch's settings
+    as they were, or None when the level (`no`) changes nothing."""
     if level not in LEVELS:  # the config validates this; a programming error otherwise
         raise ValueError(f"determinism must be one of {LEVELS}, got {level!r}")
     if level == "no":
-        _saved.append(None)
-        return
+        return None
     import torch
 
-    _saved.append(
-        {
-            "enabled": torch.are_deterministic_algorithms_enabled(),
-            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-            "cudnn_deterministic": torch.backends.cudnn.deterministic,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        }
-    )
+    before = {
+        "enabled": torch.are_deterministic_algorithms_enabled(),
+        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
     if level == "full":
         _set_environment(torch)
     torch.use_deterministic_algorithms(True, warn_only=level == "half")
@@ -54,6 +50,7 @@ def apply_determinism(level: str) -> None:
     logger.info(
         "determinism: %s (torch deterministic algorithms%s)", level, ", warnings only" if level == "half" else ""
     )
+    return before
 
 
 def _set_environment(torch) -> None:
@@ -73,20 +70,17 @@ def _set_environment(torch) -> None:
 @contextmanager
 def deterministic(level: str) -> Iterator[None]:
     """`run_conf.determinism` for the duration of the block; torch's settings are back as before however it ends."""
-    apply_determinism(level)
+    before = _apply(level)
     try:
         yield
     finally:
-        restore_determinism()
+        if before is not None:
+            _restore(before)
 
 
-def restore_determinism() -> None:
-    """Put back the torch settings the last `apply_determinism` changed (nothing when it changed none)."""
-    saved = _saved.pop() if _saved else None
-    if saved is None:
-        return
+def _restore(before: dict) -> None:
     import torch
 
-    torch.use_deterministic_algorithms(saved["enabled"], warn_only=saved["warn_only"])
-    torch.backends.cudnn.deterministic = saved["cudnn_deterministic"]
-    torch.backends.cudnn.benchmark = saved["cudnn_benchmark"]
+    torch.use_deterministic_algorithms(before["enabled"], warn_only=before["warn_only"])
+    torch.backends.cudnn.deterministic = before["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = before["cudnn_benchmark"]

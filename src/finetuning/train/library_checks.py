@@ -48,13 +48,13 @@ def adaptable_layer_names(model) -> list[str]:
 
 
 def _target_problem(error: ValueError, target_modules, names: list[str]) -> str:
-    import difflib
+    from ..errors import closest
 
     suggestions = []
     for target in [target_modules] if isinstance(target_modules, str) else list(target_modules or []):
-        close = difflib.get_close_matches(str(target), names, n=1)
-        if close and close[0] != target:
-            suggestions.append(f"{target!r} → {close[0]!r}")
+        close = closest(str(target), names)
+        if close is not None and close != target:
+            suggestions.append(f"{target!r} → {close!r}")
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
     return (
         f"peft_conf.peft_kwargs.target_modules: {target_modules!r} matches no layer of the model ({error}){hint} "
