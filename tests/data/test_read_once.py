@@ -1,5 +1,6 @@
 """Each data file is opened and parsed once per run: the data fingerprint, the pre-flight's row checks and the
-recipe's datasets all come from that one read (data/readers.py read_file), which is forgotten when the run ends."""
+recipe's datasets all come from that one read (data/readers.py read_file), which is forgotten when the run ends.
+Its rows are parsed on each walk and never kept whole as Python objects."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def test_one_sft_run_opens_its_data_file_once(tmp_path, tiny_model_dir, monkeypa
     monkeypatch.setattr(readers, "_iter_json_rows", lambda text: parses.append(1) or real_parse(text))
     assert main(["sft", str(config)]) == 0
     assert len(opens) == 1, opens  # fingerprint, pre-flight checks and recipe: one read
-    assert len(parses) == 1
+    # two walks over the text, the checks' and the recipe's, each parsing row by row: no parsed copy is kept
+    assert len(parses) == 2
 
 
 def test_a_changed_file_is_read_again_and_forgetting_drops_what_was_read(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .readers import DataError, data_problems, file_digest, forget_read_files, read_all
+from .readers import DataError, data_problems, file_digest, forget_read_files, scan_rows
 
 if TYPE_CHECKING:  # datasets (and pandas) load only when data is turned into datasets, not for the checks
     from datasets import Dataset
@@ -47,18 +47,54 @@ def read_input(
     data_input, row_problem: Callable[[dict], str | None], columns: tuple[str, ...], where: str | None = None
 ) -> list[Dataset]:
     """Validate and load every dataset entry of a data input, one dataset per entry (its rows converted to
-    `messages` rows by its format, data/formats.py).
+    `messages` rows by its format, data/formats.py); the problems of all entries in one DataError.
 
     Only `columns` are kept: optional metadata keys differ between files and would block concatenation. A `text`
-    entry keeps its one `text` column: each entry is tokenised on its own, before the mix.
+    entry keeps its one `text` column: each entry is tokenised on its own, before the mix. Rows go into Arrow
+    batch by batch as they are read, so a file's rows never exist all at once as Python objects.
     """
-    from datasets import Dataset
+    keys = _path_keys(data_input, where) or [None] * len(data_input.datasets)
+    parts, problems = [], []
+    for entry, key in zip(data_input.datasets, keys, strict=True):
+        rows = ArrowRows(_columns(entry, columns))
+        problems += scan_rows(entry, row_problem, key, rows.add)
+        parts.append(rows.dataset())
+    if problems:
+        raise DataError(problems)
+    return parts
 
-    entries = data_input.datasets
-    return [
-        Dataset.from_dict({column: [row.get(column) for row in rows] for column in _columns(entry, columns)})
-        for entry, rows in zip(entries, read_all(entries, row_problem, _path_keys(data_input, where)), strict=True)
-    ]
+
+class ArrowRows:
+    """Rows gathered into Arrow tables of BATCH_ROWS rows as they come (only `columns` of each), then one dataset."""
+
+    BATCH_ROWS = 2000
+
+    def __init__(self, columns: tuple[str, ...]):
+        self.columns, self.pending, self.tables = columns, [], []
+
+    def add(self, row: dict) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= self.BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            columns = {column: [row.get(column) for row in self.pending] for column in self.columns}
+            self.tables.append(pa.Table.from_pydict(columns))
+            self.pending = []
+
+    def dataset(self) -> Dataset:
+        """The rows so far as one in-memory dataset; a column all null in one batch takes the type of the others."""
+        import pyarrow as pa
+        from datasets import Dataset
+        from datasets.table import InMemoryTable
+
+        self._flush()
+        if not self.tables:
+            return Dataset.from_dict({column: [] for column in self.columns})
+        return Dataset(InMemoryTable(pa.concat_tables(self.tables, promote_options="permissive")))
 
 
 def _columns(entry, columns: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,6 +132,18 @@ def forked_workers_share_memory(workers: int | None) -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def tokenize_each(
+    dataset: Dataset, function: Callable, what: str, num_proc: int | None = None, **map_options
+) -> Dataset:
+    """`dataset.map(function)` replacing every column, with the `--num-preprocess-workers` that pay off
+    (`map_workers`) forked from a parent whose heap they share (`forked_workers_share_memory`)."""
+    workers = map_workers(num_proc, dataset)
+    with forked_workers_share_memory(workers):
+        return dataset.map(
+            function, remove_columns=dataset.column_names, num_proc=workers, desc=f"Tokenizing {what}", **map_options
+        )
 
 
 def sampled_sources(data_input, parts: list[Dataset]) -> list[tuple[Dataset, float]]:
@@ -250,8 +298,8 @@ def prepare_splits(
 
     validation_conf = data_conf.validation_data
     training_parts, *validation_parts = _read_each(read, _listed_inputs(data_conf))
-    # The rows are Arrow tables now: their parsed copies in the per-run read memo (~3x the file's size in Python
-    # objects) would otherwise stay in memory through tokenisation and training.
+    # The rows are Arrow tables now: the files' text in the per-run read memo would otherwise stay in memory through
+    # tokenisation and training.
     forget_read_files()
     sources = sampled_sources(data_conf.training_data, training_parts)
     weights = [weight for _, weight in sources]

@@ -15,10 +15,10 @@ from .inputs import (
     DataReport,
     drop_too_long,
     input_problems,
-    map_workers,
     prepare_splits,
     read_input,
     sum_over_batches,
+    tokenize_each,
 )
 from .readers import check_messages
 from .templates import TemplateError, get_template, render, role_order_problem, template_refusal
@@ -176,16 +176,8 @@ def tokenize_dpo_datasets(
     report = DataReport()
 
     def process(parts: list[Dataset], what: str) -> list[Dataset]:
-        tokenized = [
-            part.map(
-                tokenize_pair,
-                fn_kwargs={"tokenizer": tokenizer, "max_prompt_length": max_prompt_length},
-                remove_columns=part.column_names,
-                num_proc=map_workers(num_proc, part),
-                desc=f"Tokenizing {what} pairs",
-            )
-            for part in parts
-        ]
+        options = {"tokenizer": tokenizer, "max_prompt_length": max_prompt_length}
+        tokenized = [tokenize_each(part, tokenize_pair, f"{what} pairs", num_proc, fn_kwargs=options) for part in parts]
         return tokenized if max_length is None else drop_too_long(tokenized, max_length, what, report, SETTING)
 
     row_problem = preference_row_checker("dpo", data_conf, tokenizer)
@@ -196,20 +188,25 @@ def tokenize_dpo_datasets(
     return train.remove_columns("length"), None if evaluation is None else evaluation.remove_columns("length"), report
 
 
-def _as_kto_examples(dataset: Dataset) -> Dataset:
-    """Rows → TRL's conversational unpaired form {prompt, completion, label}; pairs give one example of each label."""
-    from datasets import Dataset
-
-    rows = []
-    for row in dataset:
-        if row.get("chosen_messages"):
-            rows.append({"prompt": row["prompt_messages"], "completion": row["chosen_messages"], "label": True})
-            rows.append({"prompt": row["prompt_messages"], "completion": row["rejected_messages"], "label": False})
+def _kto_batch(batch: dict) -> dict:
+    """A batch of rows → TRL's conversational unpaired form {prompt, completion, label}; a pair gives one example
+    of each label."""
+    out: dict[str, list] = {"prompt": [], "completion": [], "label": []}
+    for row, prompt in enumerate(batch["prompt_messages"]):
+        if batch["chosen_messages"][row]:
+            examples = [(batch["chosen_messages"][row], True), (batch["rejected_messages"][row], False)]
         else:
-            rows.append(
-                {"prompt": row["prompt_messages"], "completion": row["completion_messages"], "label": row["label"]}
-            )
-    return Dataset.from_list(rows)
+            examples = [(batch["completion_messages"][row], batch["label"][row])]
+        for completion, label in examples:
+            out["prompt"].append(prompt)
+            out["completion"].append(completion)
+            out["label"].append(label)
+    return out
+
+
+def _as_kto_examples(dataset: Dataset) -> Dataset:
+    """Rows → KTO examples, batch by batch (no list of every row)."""
+    return dataset.map(_kto_batch, batched=True, remove_columns=dataset.column_names, desc="KTO examples")
 
 
 KTO_COLUMNS = ("prompt_messages", "chosen_messages", "rejected_messages", "completion_messages", "label")

@@ -169,25 +169,30 @@ def _file_problem(path: Path, source_kind: str) -> str | None:
 @dataclass
 class FileRead:
     """A data file as read once per run: what the data fingerprint needs (the digest of its bytes) and what the
-    checks and the recipe need (its values parsed, each with the line it starts on), from one open and at most one
-    parse — none at all when the checks' outcome and the tokenized data are both cached for these bytes."""
+    checks and the recipe walk (its rows, each with the line it starts on), from one open. The rows are parsed
+    afresh on each walk and never kept: a file's rows as Python objects take ~10x its size, its text 1x, and a
+    loaded source stays a memory-mapped dataset. None of it is walked when the checks' outcome and the tokenized
+    data are both cached for these bytes."""
 
     digest: str | None  # sha256 of the file's bytes; None when they could not be read
-    parsed: tuple[tuple[int, object], ...] | None = ()  # (line, value or the ValueError of a bad line); None: not yet
     problem: str | None = None  # why the file cannot be used at all (missing, unreadable, empty)
     array: bool = False  # a JSON array file, not JSONL (for the "no rows" message)
     line_based: bool = True  # entries are numbered by line (JSON files), else by row index (data/sources.py)
-    text: str | None = None  # the decoded file, until it is parsed
+    text: str | None = None  # a JSON file's decoded text
+    bad_bytes: tuple[tuple[int, object], ...] = ()  # the one entry of a file that is not UTF-8
+    dataset: object = None  # a source loaded through `datasets` (data/sources.py)
 
-    @property
-    def entries(self) -> tuple[tuple[int, object], ...]:
-        if self.parsed is None:
-            self.parsed, self.text = tuple(_iter_json_rows(self.text or "")), None
-        return self.parsed
+    def entries(self) -> Iterator[tuple[int, object]]:
+        """(line or row index, value or the ValueError of a bad line), one at a time."""
+        if self.bad_bytes:
+            return iter(self.bad_bytes)
+        if self.dataset is not None:
+            return enumerate(self.dataset)
+        return _iter_json_rows(self.text or "")
 
 
 # Per-run memo: (absolute path, size, mtime_ns, inode, ctime_ns) → FileRead. A file changed on disk has another key,
-# so it is read again; forget_read_files() empties the memo when a run ends (parsed rows are not kept past it).
+# so it is read again; forget_read_files() empties the memo when a run ends (no text is kept past it).
 _READ_FILES: dict[tuple, FileRead] = {}
 
 
@@ -215,9 +220,8 @@ def _read_once(path: Path) -> FileRead:
     if not data:
         return FileRead(digest, problem=f"{path}: no rows: the file is empty (0 bytes)")
     text, bad_bytes = _decode(data)
-    if bad_bytes:
-        return FileRead(digest, bad_bytes)
-    return FileRead(digest, None, array=text.lstrip().startswith("["), text=text)  # parsed when first needed
+    del data  # the text from here on: one copy of the file, not two
+    return FileRead(digest, array=text.lstrip().startswith("["), text=text, bad_bytes=bad_bytes)
 
 
 def read_file(entry) -> FileRead:
@@ -239,7 +243,7 @@ def read_file(entry) -> FileRead:
 
 
 def _loaded(loaded: sources.Loaded) -> FileRead:
-    return FileRead(loaded.digest, loaded.entries, problem=loaded.problem, line_based=False)
+    return FileRead(loaded.digest, problem=loaded.problem, line_based=False, dataset=loaded.dataset)
 
 
 def file_digest(entry) -> str | None:
@@ -257,17 +261,19 @@ def _label(entry) -> str:
 # --- rows and their problems ----------------------------------------------------------------------------------------
 
 
-def _checked_rows(
-    read: FileRead, path: str, row_problem: Callable[[dict], str | None], key: str | None, row_format: str
-) -> tuple[list[dict], list[str]]:
-    """(good rows, problems): a problem with the whole file names the config key when the caller knows it
-    (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem` (`path: row N: problem`
-    for sources without lines). Rows of another `row_format` are converted (data/formats.py) before `row_problem`
-    checks them; raw `text` rows are checked by their format alone."""
+def scan_rows(
+    entry, row_problem: Callable[[dict], str | None], key: str | None = None, keep: Callable[[dict], None] | None = None
+) -> list[str]:
+    """Walk one dataset entry's rows once: every problem found is returned, every good row (converted to the
+    `messages` format, or a `{"text"}` row for the text format; see data/formats.py) handed to `keep` as it is
+    read, so that the caller decides what to hold. A problem with the whole file names the config key when the
+    caller knows it (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem`
+    (`path: row N: problem` for sources without lines)."""
+    read, path, row_format = read_file(entry), _label(entry), sources.row_format(entry)
     if read.problem is not None:
-        return [], [f"{key}: {read.problem}" if key else read.problem]
-    rows, problems = [], []
-    for line, value in read.entries:
+        return [f"{key}: {read.problem}" if key else read.problem]
+    problems, good = [], 0
+    for line, value in read.entries():
         where = f"{path}:{line}" if read.line_based else f"{path}: row {line}"
         if isinstance(value, Exception):
             problems.append(f"{where}: {value}")
@@ -276,14 +282,16 @@ def _checked_rows(
         elif (problem := _row_problem(value, row_format, row_problem)) is not None:
             problems.append(f"{where}: {problem}")
         else:
-            rows.append(converted_row(value, row_format))
+            good += 1
+            if keep is not None:
+                keep(converted_row(value, row_format))
         if len(problems) >= MAX_REPORTED_PROBLEMS:
             problems.append(f"{path}: stopped after {MAX_REPORTED_PROBLEMS} problems")
             break
-    if not problems and not rows:
+    if not problems and not good:
         what = "an empty JSON array" if read.array else "only blank lines"
         problems.append(f"{path}: no rows: the file holds {what}")
-    return rows, problems
+    return problems
 
 
 def _row_problem(row: dict, row_format: str, row_problem: Callable[[dict], str | None]) -> str | None:
@@ -297,9 +305,10 @@ def read_checked(
     entry, row_problem: Callable[[dict], str | None], key: str | None = None
 ) -> tuple[list[dict], list[str]]:
     """Every good row of one dataset entry (or bare path) and every problem found in it, rows in the `messages`
-    format (or `{"text"}` rows for the text format); messages rows are shared with the other readers of this run:
-    read them, do not change them."""
-    return _checked_rows(read_file(entry), _label(entry), row_problem, key, sources.row_format(entry))
+    format (or `{"text"}` rows for the text format), as a list: for small files (evaluation prompts); the data
+    pipeline walks its files with `scan_rows`, which keeps no list."""
+    rows: list[dict] = []
+    return rows, scan_rows(entry, row_problem, key, rows.append)
 
 
 def data_problems(
@@ -312,9 +321,7 @@ def data_problems(
     keys = keys or [None] * len(paths)
 
     def problems() -> list[str]:
-        return [
-            found for path, key in zip(paths, keys, strict=True) for found in read_checked(path, row_problem, key)[1]
-        ]
+        return [found for path, key in zip(paths, keys, strict=True) for found in scan_rows(path, row_problem, key)]
 
     reads = [read_file(path) for path in paths]
     if check is None or any(read.digest is None or read.problem is not None for read in reads):

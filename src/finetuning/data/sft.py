@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 from .inputs import (
     DataReport,
     drop_too_long,
-    forked_workers_share_memory,
     input_problems,
-    map_workers,
     prepare_splits,
     read_input,
     sum_over_batches,
+    tokenize_each,
     truncate_too_long,
 )
 from .readers import sft_row_problem
@@ -56,18 +55,26 @@ def sft_data_problems(data_conf, require_assistant: bool) -> list[str]:
     return input_problems(data_conf, sft_row_checker(data_conf, require_assistant), check)
 
 
+def tokenized_features():
+    """The tokenized columns' types: 32-bit, half the size of the 64-bit integers `datasets` infers for `labels`
+    (and a vocabulary or a length beyond 2**31 is not a thing)."""
+    from datasets import Features, List, Value
+
+    ids = List(Value("int32"))
+    return Features({"input_ids": ids, "labels": ids, "length": Value("int32"), "assistant_turns": Value("int32")})
+
+
 def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: int | None, what: str) -> Dataset:
     """Tokenise one file; with `markers`, completions-only, which a template without a start marker refuses here."""
-    workers = map_workers(num_proc, dataset)
-    with forked_workers_share_memory(workers):
-        return dataset.map(
-            tokenize_batch,
-            batched=True,
-            fn_kwargs={"tokenizer": tokenizer, "markers": None if markers is None else completions_markers(markers)},
-            remove_columns=dataset.column_names,
-            num_proc=workers,
-            desc=f"Tokenizing {what} data",
-        )
+    return tokenize_each(
+        dataset,
+        tokenize_batch,
+        f"{what} data",
+        num_proc,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "markers": None if markers is None else completions_markers(markers)},
+        features=tokenized_features(),
+    )
 
 
 def limit_length(parts: list[Dataset], sft_args, what: str, report: DataReport) -> list[Dataset]:

@@ -56,10 +56,11 @@ def row_format(entry) -> str:
 
 @dataclass(frozen=True)
 class Loaded:
-    """Rows loaded through `datasets`: (row index, row) entries, or the problem that stopped the loading."""
+    """Rows loaded through `datasets` (a memory-mapped dataset, walked row by row), or the problem that stopped
+    the loading."""
 
     digest: str | None
-    entries: tuple[tuple[int, object], ...] = ()
+    dataset: object = None
     problem: str | None = None
 
 
@@ -126,7 +127,7 @@ def load(source: Source, source_kind: str) -> Loaded:
 def _rows(dataset, digest: str, where) -> Loaded:
     if len(dataset) == 0:
         return Loaded(digest, problem=f"{where}: no rows: the dataset is empty")
-    return Loaded(digest, tuple(enumerate(dataset)))
+    return Loaded(digest, dataset)
 
 
 def _load_table(path: Path):
