@@ -13,6 +13,7 @@ import time
 import pytest
 
 from finetuning.cli import main
+from finetuning.tracking.report import LOSS_CURVE_FILE
 from finetuning.train.checkpoints import incomplete_reason, step_checkpoints
 from tests.conftest import REPO
 from tests.reliability.conftest import assert_bit_identical, final_weights, resumable_config, run_with_faults
@@ -35,7 +36,7 @@ def test_signal_mid_accumulation_saves_at_the_step_boundary_and_resume_is_bit_id
     assert [path.name for path in step_checkpoints(out)] == ["checkpoint-3", "checkpoint-4"]
     assert incomplete_reason(out / "checkpoint-4") is None
     assert not (out / "checkpoint-final").exists()
-    assert (out / "loss_curve.png").is_file()  # the report of the run so far
+    assert (out / LOSS_CURVE_FILE).is_file()  # the report of the run so far
     assert str(out / "checkpoint-4") in (out / "summary.md").read_text()
 
     assert main(["sft", str(config)]) == 0

@@ -141,7 +141,7 @@ def artifact_names(client, run) -> set[str]:
     return {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
 
 
-REPORT = {"summary.md", "loss_curve.png", "metrics.jsonl"}
+REPORT = {"summary.md", "loss_curve.svg", "metrics.jsonl"}
 
 
 def only_run(uri: str, experiment: str):

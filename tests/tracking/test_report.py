@@ -1,9 +1,12 @@
-"""The run report on real (tiny, CPU) Trainer runs: metrics.jsonl, loss_curve.png, summary.md and the table."""
+"""The run report on real (tiny, CPU) Trainer runs: metrics.jsonl, loss_curve.svg, summary.md and the table; the SVG
+loss curve read back point by point."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,18 +15,21 @@ from rich.console import Console
 
 from finetuning.config.loading import dump_resolved_config, load_any_config
 from finetuning.data.inputs import DataReport
+from finetuning.tracking.loss_curve import _nice_step
 from finetuning.tracking.report import (
     LOSS_CURVE_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
     MetricsFileCallback,
+    metric_series,
     plot_losses,
+    plot_records,
     read_metrics,
     write_run_report,
 )
 from tests.conftest import FACTS, sft_config, write_yaml
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def texts(count: int, offset: int = 0) -> list[str]:
@@ -99,13 +105,29 @@ def report_of(trainer, final_dir: Path, resolved: dict, report: DataReport | Non
     return paths, out.getvalue()
 
 
-def assert_png(path: Path, width: int = 1080, height: int = 600) -> None:
-    import matplotlib.image
+def assert_svg(path: Path, records: list[dict], series: tuple[str, ...], height: int = 600) -> ElementTree.Element:
+    """The curve is an SVG of the right size with exactly one polyline per expected metric, a point for every finite
+    value the records have of it, x growing with the step and y falling as the value grows (SVG's y points down)."""
+    assert LOSS_CURVE_FILE == "loss_curve.svg"
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == f"{SVG}svg"
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("1080", str(height), f"0 0 1080 {height}")
+    lines = {line.get("data-series"): line for line in root.iter(f"{SVG}polyline")}
+    assert sorted(lines) == sorted(series)
+    for key in series:
+        steps, values = metric_series(records, key)
+        finite = [(step, value) for step, value in zip(steps, values, strict=True) if math.isfinite(value)]
+        points = [tuple(map(float, point.split(","))) for point in lines[key].get("points").split()]
+        assert len(points) == len(finite) > 0, key
+        assert all(0 <= x <= 1080 and 0 <= y <= height for x, y in points)
+        assert [x for x, _ in points] == sorted(x for x, _ in points)
+        by_value = [y for _, (_, y) in sorted(zip(finite, points, strict=True), key=lambda pair: pair[0][1])]
+        assert by_value == sorted(by_value, reverse=True), key
+    return root
 
-    data = path.read_bytes()
-    assert data.startswith(PNG_SIGNATURE)
-    assert len(data) > 10_000
-    assert matplotlib.image.imread(path).shape[:2] == (height, width)
+
+def texts_of(root: ElementTree.Element) -> list[str]:
+    return [text.text for text in root.iter(f"{SVG}text")]
 
 
 @pytest.mark.slow
@@ -131,7 +153,7 @@ def test_report_of_a_run_with_evaluation(tmp_path, tiny_model_dir, resolved_conf
     assert [record["step"] for record in records if "eval_loss" in record] == [2, 4]
     assert all(record["epoch"] > 0 for record in records)
 
-    assert_png(out / LOSS_CURVE_FILE)
+    assert_svg(out / LOSS_CURVE_FILE, records, ("loss", "eval_loss", "learning_rate"))
 
     summary = (out / SUMMARY_FILE).read_text(encoding="utf-8")
     losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -153,7 +175,7 @@ def test_report_of_a_run_with_evaluation(tmp_path, tiny_model_dir, resolved_conf
         f"| eval loss: best | {min(eval_losses):.4f} |",
         "| tokens/s |",
         f"- model: `{final_dir}`",
-        "](loss_curve.png)",
+        "](loss_curve.svg)",
         "](metrics.jsonl)",
         "<summary>resolved config</summary>",
     ):
@@ -178,7 +200,7 @@ def test_callback_appends_when_training_resumes(tmp_path, tiny_model_dir, resolv
     assert [record["step"] for record in added if "loss" in record] == [3, 4]
     assert "train_runtime" in added[-1]
     paths, table = report_of(resumed, out / "checkpoint-final", resolved_config)
-    assert_png(paths["loss_curve"])
+    assert_svg(paths["loss_curve"], read_metrics(out / METRICS_FILE), ("loss", "learning_rate"))  # steps 1-4, once
     assert "| optimizer steps | 4 |" in paths["summary"].read_text(encoding="utf-8")
 
     make_trainer(tiny_model_dir, out, max_steps=1).train()  # a fresh run in the same directory starts over
@@ -192,7 +214,7 @@ def test_run_without_evaluation_still_plots_also_without_metrics_file(tmp_path, 
     trainer.train()
     unknown_tokens = DataReport(train_examples=32)  # a report built without token counts
     paths, table = report_of(trainer, out / "final", resolved_config, unknown_tokens)
-    assert_png(paths["loss_curve"])
+    assert_svg(paths["loss_curve"], read_metrics(out / METRICS_FILE), ("loss", "learning_rate"))
     summary = paths["summary"].read_text(encoding="utf-8")
     assert "eval loss" not in summary and "tokens/s" not in summary and "tokens per epoch" not in summary
     assert "| dropped as too long | 0 |" in summary
@@ -204,7 +226,7 @@ def test_run_without_evaluation_still_plots_also_without_metrics_file(tmp_path, 
     (out / LOSS_CURVE_FILE).unlink()
     paths, _ = report_of(trainer, out / "final", resolved_config, unknown_tokens)
     assert "metrics" not in paths
-    assert_png(paths["loss_curve"])
+    assert_svg(paths["loss_curve"], trainer.state.log_history, ("loss", "learning_rate"))
     assert "metrics.jsonl" not in paths["summary"].read_text(encoding="utf-8")
 
 
@@ -214,9 +236,16 @@ def test_plot_losses_of_a_single_point(tmp_path):
         json.dumps({"step": 1, "epoch": 0.1, "loss": 2.5, "learning_rate": 1e-4}) + '\n{"step": 2, "lo',  # cut short
         encoding="utf-8",
     )
-    png = plot_losses(metrics, tmp_path / "curve.png")
-    assert png == tmp_path / "curve.png"
-    assert_png(png)
+    svg = plot_losses(metrics, tmp_path / "nested" / "curve.svg")
+    assert svg == tmp_path / "nested" / "curve.svg"
+    root = assert_svg(svg, read_metrics(metrics), ("loss", "learning_rate"))
+    markers = {group.get("data-markers"): len(group) for group in root.iter(f"{SVG}g") if group.get("data-markers")}
+    assert markers == {"loss": 1, "learning_rate": 1}  # one point is a marker, not an invisible polyline
+    labels = texts_of(root)
+    assert f"{tmp_path.name}: loss and learning rate" in labels  # titled after the run's directory
+    assert {"0", "1", "2"} <= set(labels)  # a whole step either side of the only one
+    assert "1e-4" in labels and "optimizer step" in labels and "loss" in labels and "learning rate" in labels
+    assert not list(tmp_path.glob("nested/*.partial"))
 
 
 def test_plot_losses_adds_a_reward_margin_panel_for_preference_runs(tmp_path):
@@ -227,7 +256,40 @@ def test_plot_losses_adds_a_reward_margin_panel_for_preference_runs(tmp_path):
     rows.append({"step": 5, "eval_loss": 0.5, "eval_rewards/margins": 0.4})
     metrics = tmp_path / METRICS_FILE
     metrics.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    assert_png(plot_losses(metrics, tmp_path / "curve.png"), height=780)
+    root = assert_svg(
+        plot_losses(metrics, tmp_path / "curve.svg"),
+        rows,
+        ("loss", "eval_loss", "learning_rate", "rewards/margins", "eval_rewards/margins"),
+        height=780,
+    )
+    labels = texts_of(root)
+    assert {"reward margin", "rewards/margins", "eval rewards/margins"} <= set(labels)
+    margins = [line for line in root.iter(f"{SVG}polyline") if "margins" in line.get("data-series")]
+    loss = next(line for line in root.iter(f"{SVG}polyline") if line.get("data-series") == "loss")
+    lowest_loss = max(float(point.split(",")[1]) for point in loss.get("points").split())
+    for line in margins:  # the margins panel lies below the loss panel
+        assert min(float(point.split(",")[1]) for point in line.get("points").split()) > lowest_loss
+    assert labels.count("optimizer step") == 1  # one x axis, shared
+
+
+def test_plot_records_without_loss_and_with_odd_values(tmp_path):
+    nothing = plot_records([{"step": 3, "train_runtime": 1.5}], tmp_path / "none.svg", title="a<b & c")
+    root = assert_svg(nothing, [], ())
+    assert "no loss logged" in texts_of(root) and "a<b & c" in texts_of(root)  # escaped in the file, read back
+
+    records = [{"step": step, "loss": 1.0 / step} for step in range(1, 61)]
+    records[9]["loss"], records[19]["loss"] = float("nan"), float("inf")  # skipped, not drawn
+    root = assert_svg(plot_records(records, tmp_path / "long.svg"), records, ("loss",))
+    assert not list(root.iter(f"{SVG}circle"))  # more than 50 points: a line without markers
+    assert "no loss logged" not in texts_of(root)
+
+
+@pytest.mark.parametrize(
+    ("span", "integer", "step"),
+    [(1.0, False, 0.2), (0.5, False, 0.1), (12.0, False, 2.5), (4e-4, False, 1e-4), (3.0, True, 1.0), (12, True, 5)],
+)
+def test_ticks_are_round_numbers(span, integer, step):
+    assert _nice_step(span, integer=integer) == pytest.approx(step)
 
 
 def test_only_the_main_process_writes(tmp_path):

@@ -1,7 +1,7 @@
-"""The run report: `metrics.jsonl` while training, then `loss_curve.png`, `summary.md` and a console table at the end.
+"""The run report: `metrics.jsonl` while training, then `loss_curve.svg`, `summary.md` and a console table at the end.
 
 Everything goes into the Trainer's `output_dir`, next to the checkpoints, so that a finished (or interrupted) run
-can be judged without TensorBoard or MLflow: the JSONL is the raw record, the PNG and the Markdown are for people.
+can be judged without TensorBoard or MLflow: the JSONL is the raw record, the SVG and the Markdown are for people.
 
 Wiring (train/run.py: the recipe's train and report stages):
 
@@ -23,6 +23,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from .loss_curve import (  # noqa: F401 — LOSS_CURVE_FILE and the plotters are this module's public names too
+    LOSS_CURVE_FILE,
+    curve_title,
+    plot_losses,
+    plot_records,
+)
 from .metrics_file import (  # noqa: F401 — METRICS_FILE and metric_series are this module's public names too
     METRICS_FILE,
     MetricsFileCallback,
@@ -32,88 +38,7 @@ from .metrics_file import (  # noqa: F401 — METRICS_FILE and metric_series are
 
 logger = logging.getLogger(__name__)
 
-LOSS_CURVE_FILE = "loss_curve.png"
 SUMMARY_FILE = "summary.md"
-
-# --- loss_curve.png ----------------------------------------------------------------------------------------------
-
-
-def plot_losses(metrics_jsonl: Path, png: Path, title: str | None = None) -> Path:
-    """Plot train/eval loss and the learning rate of a metrics.jsonl into `png`; returns `png`."""
-    return plot_records(read_metrics(metrics_jsonl), png, title or _title(Path(metrics_jsonl).parent))
-
-
-def _title(output_dir: Path) -> str:
-    return f"{output_dir.name}: loss and learning rate"
-
-
-def plot_records(records: list[dict], png: Path, title: str = "loss and learning rate") -> Path:
-    """Loss curve of log records (metrics.jsonl lines or `trainer.state.log_history`).
-
-    Uses an explicit Agg canvas instead of pyplot: works headless, and does not switch the backend of a process
-    (e.g. a notebook) that has its own. DPO-style runs get a second panel with the reward margins.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    margins = [key for key in ("rewards/margins", "eval_rewards/margins") if metric_series(records, key)[0]]
-    figure = Figure(figsize=(9, 6.5 if margins else 5), dpi=120, layout="constrained")
-    FigureCanvasAgg(figure)
-    if margins:
-        loss_axes, bottom_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-        _plot_margins(bottom_axes, records, margins)
-    else:
-        loss_axes = bottom_axes = figure.subplots()
-    _plot_loss_panel(loss_axes, records)
-    loss_axes.set_title(title)
-    bottom_axes.set_xlabel("optimizer step")
-    bottom_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    steps = [record["step"] for record in records if isinstance(record.get("step"), int | float)]
-    if steps and max(steps) - min(steps) < 2:  # one or two points: show whole steps around them, not 0.99..1.01
-        bottom_axes.set_xlim(min(steps) - 1, max(steps) + 1)
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, format="png")
-    return png
-
-
-def _line_style(count: int, marker: str = "o") -> dict:
-    """Markers while there are few points, so that a run with a single logged step still shows something."""
-    return {"marker": marker, "markersize": 4 if count > 1 else 8} if count <= 50 else {}
-
-
-def _plot_loss_panel(axes, records: list[dict]) -> None:
-    handles = []
-    for key, label, color in (("loss", "train loss", "tab:blue"), ("eval_loss", "eval loss", "tab:orange")):
-        steps, values = metric_series(records, key)
-        if steps:
-            handles += axes.plot(steps, values, label=label, color=color, **_line_style(len(steps)))
-    steps, values = metric_series(records, "learning_rate")
-    if steps:
-        lr_axes = axes.twinx()
-        handles += lr_axes.plot(
-            steps, values, label="learning rate", color="tab:gray", linestyle="--", **_line_style(len(steps), "x")
-        )
-        lr_axes.set_ylabel("learning rate")
-        lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-    if handles:
-        axes.legend(handles=handles, labels=[handle.get_label() for handle in handles], loc="best")
-    else:
-        axes.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=axes.transAxes)
-    axes.set_ylabel("loss")
-    axes.grid(True, alpha=0.3)
-
-
-def _plot_margins(axes, records: list[dict], keys: list[str]) -> None:
-    for key in keys:
-        steps, values = metric_series(records, key)
-        axes.plot(steps, values, label=key.replace("_", " "), **_line_style(len(steps)))
-    axes.axhline(0, color="black", linewidth=0.5)
-    axes.set_ylabel("reward margin")
-    axes.legend(loc="best")
-    axes.grid(True, alpha=0.3)
-
 
 # --- the numbers -------------------------------------------------------------------------------------------------
 
@@ -344,15 +269,15 @@ def _metrics_callback(trainer) -> MetricsFileCallback | None:
     return next((callback for callback in callbacks if isinstance(callback, MetricsFileCallback)), None)
 
 
-def _write_loss_curve(trainer, metrics: Path, png: Path) -> Path | None:
-    """The PNG from metrics.jsonl, or from the in-memory history when no file was kept. A plotting problem is
-    logged, not raised: the model is already saved and the run should not fail over a picture."""
-    title = _title(png.parent)
+def _write_loss_curve(trainer, metrics: Path, image: Path) -> Path | None:
+    """The loss curve from metrics.jsonl, or from the in-memory history when no file was kept. A problem is logged,
+    not raised: the model is already saved and the run should not fail over a picture."""
+    title = curve_title(image.parent)
     try:
         if metrics.is_file():
-            return plot_losses(metrics, png, title)
-        return plot_records(trainer.state.log_history, png, title)
-    except Exception as error:  # noqa: BLE001 - any matplotlib failure, including a missing install
+            return plot_losses(metrics, image, title)
+        return plot_records(trainer.state.log_history, image, title)
+    except Exception as error:  # noqa: BLE001 - any failure (an unwritable directory, odd records): a warning
         logger.warning("loss curve not written: %s: %s", type(error).__name__, error)
         return None
 
@@ -365,7 +290,7 @@ def write_run_report(
     resolved_config: dict,
     console: Console | None = None,
 ) -> dict[str, Path]:
-    """Write loss_curve.png and summary.md into the Trainer's output_dir and print the run table.
+    """Write loss_curve.svg and summary.md into the Trainer's output_dir and print the run table.
 
     Main process only (others return {}). Returns the report files by name: "metrics", "loss_curve", "summary"
     (each only when it exists).
@@ -376,9 +301,9 @@ def write_run_report(
     callback = _metrics_callback(trainer)
     metrics = callback.path if callback else output_dir / METRICS_FILE
     paths: dict[str, Path] = {"metrics": metrics} if metrics.is_file() else {}
-    png = _write_loss_curve(trainer, metrics, output_dir / LOSS_CURVE_FILE)
-    if png is not None:
-        paths["loss_curve"] = png
+    image = _write_loss_curve(trainer, metrics, output_dir / LOSS_CURVE_FILE)
+    if image is not None:
+        paths["loss_curve"] = image
     numbers = RunNumbers.collect(trainer, report, callback.start_epoch if callback else 0.0)
     summary = output_dir / SUMMARY_FILE
     text = summary_markdown(resolved_config, trainer.args, report, numbers, Path(final_dir), wall_seconds, paths)

@@ -263,7 +263,7 @@ def clear_previous_outputs(output_dir: Path, final_name: str) -> None:
     for path in previous_outputs(output_dir, final_name):
         logger.info("overwrite_output_dir: deleting %s", path)
         remove_directory(path)
-    for name in (METRICS_FILE, LOSS_CURVE_FILE, SUMMARY_FILE):
+    for name in (METRICS_FILE, LOSS_CURVE_FILE, SUMMARY_FILE, "loss_curve.png"):  # .png: as earlier versions drew it
         (output_dir / name).unlink(missing_ok=True)
 
 

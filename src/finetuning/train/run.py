@@ -152,7 +152,7 @@ def save(trainer, run: TrainingRun, tokenizer, markers) -> None:
 
 
 def report(trainer, run: TrainingRun, data_report) -> None:
-    """The run report: metrics.jsonl, loss_curve.png, summary.md in output_dir, and a short table. A stopped run gets
+    """The run report: metrics.jsonl, loss_curve.svg, summary.md in output_dir, and a short table. A stopped run gets
     one too: the loss curve so far, and where it was saved."""
     saved = (run.result.final_dir or run.result.checkpoint) if run.result is not None else None
     write_run_report(
