@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/checkpoint_save.py
 	$(PY) bench/startup.py
 	$(PY) bench/data_pipeline.py
+	$(PY) bench/packing.py
 
 clean:
 	rm -rf demo_output checkpoints logs .pytest_cache

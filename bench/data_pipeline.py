@@ -76,11 +76,9 @@ def write_data(path: Path, count: int, seed: int = 0) -> Path:
     return path
 
 
-def write_engine_config(path: Path, data: Path, model_dir: Path, output_dir: Path) -> Path:
+def engine_config(data: Path, model_dir: Path, output_dir: Path) -> dict:
     """The engine's side of the same work as the TRL script: chat-ml, completions-only, same steps, batch, length."""
-    import yaml
-
-    config = {
+    return {
         "method": "sft",
         "data_conf": {
             "training_data": {"type": "CONCATENATION", "datasets": [{"path": str(data)}]},
@@ -101,7 +99,12 @@ def write_engine_config(path: Path, data: Path, model_dir: Path, output_dir: Pat
         "run_conf": {"model": str(model_dir)},
         "sft_args": {"max_seq_length": MAX_LENGTH, "train_on_completions_only": True},
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def write_engine_config(path: Path, data: Path, model_dir: Path, output_dir: Path) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(engine_config(data, model_dir, output_dir), sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -4,6 +4,7 @@ finetuning --version
 finetuning [global options] sft CONFIG
 finetuning [global options] validate CONFIG [--show N]
 finetuning [global options] preprocess CONFIG
+finetuning [global options] convert CONFIG
 finetuning schema
 """
 
@@ -15,8 +16,11 @@ import logging
 import os
 import sys
 
-from .config import config_class_for, config_json_schema, load_any_config, render_config_reference
+from .config import config_class_for, config_json_schema, render_config_reference
+from .config.dialects import DIALECTS, relocate
+from .config.loading import load_config_file
 from .errors import USER_ERROR_EXIT, UserError, report_user_error
+from .lean_imports import keep_bitsandbytes_out
 from .tracking.mlflow import MlflowOptions
 from .train.checkpoints import RunAlreadyFinished
 from .train.distributed import is_main_process
@@ -48,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mlflow-server-uri", help="MLflow server URI. Can be local path.")
     parser.add_argument("--experiment-name", help="Experiment name that is used for MLflow tracking")
     parser.add_argument("--hf-mlflow-log-artifacts", help="Whether to store model artifacts in MLFlow")
+    parser.add_argument(
+        "--dialect",
+        choices=list(DIALECTS),
+        help="Read the config in this dialect instead of detecting it from its keys (see docs/dialects/)",
+    )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,schema}"
+        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,schema}"
     )
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
@@ -74,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU node before a GPU job",
     )
     preprocess.add_argument("config", help="Path to the experiment's YAML config file.")
+    convert = commands.add_parser(
+        "convert", help="Print a config of any dialect as the native YAML it is translated to (notices on stderr)"
+    )
+    convert.add_argument("config", help="Path to the experiment's YAML config file.")
     generate = commands.add_parser(
         "generate", help="Generate answers with a (fine-tuned) model for the prompts a generate config lists"
     )
@@ -90,16 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
 METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
 
 
-def _load(path: str, command: str | None = None):
-    """Load the config of the method it names (none: the command's, as in the Silogen CLI); a config for another
-    command is a user error, not a surprise."""
+def _load(path: str, command: str | None = None, dialect: str | None = None, args=None):
+    """Load the config (any dialect: `dialect`, or detected) of the method it names (none: the command's, as in the
+    Silogen CLI); a config for another command is a user error, not a surprise. Where the config's keys came from is
+    kept on `args`, so that a later problem at a native key is reported at the user's key (see `main`)."""
     default_method = METHODS_OF_COMMAND[command][0] if command is not None else None
     try:
-        cfg = load_any_config(path, default_method)
+        loaded = load_config_file(path, default_method, dialect)
     except UserError as error:  # the data files' problems too, in the same report
         from .validate import with_data_problems
 
         raise with_data_problems(error, path, default_method) from None
+    cfg = loaded.config
+    if args is not None:
+        args.source_paths = loaded.translation.source_paths
     if command is not None and cfg.method not in METHODS_OF_COMMAND[command]:
         other = next(name for name, methods in METHODS_OF_COMMAND.items() if cfg.method in methods)
         raise UserError(f"method: this config is for `{cfg.method}`; run it with `finetuning {other} {path}`")
@@ -109,7 +126,7 @@ def _load(path: str, command: str | None = None):
 
 
 def _command_train(args) -> int:
-    cfg = _load(args.config, args.command)
+    cfg = _load(args.config, args.command, args.dialect, args)
     # here, not at the top: the training modules import torch, which `--help`, `schema` and errors must not wait for
     from .train.run import RunOptions
 
@@ -150,7 +167,7 @@ def _resume_hint(result, cfg, args) -> str:
 def _command_validate(args) -> int:
     from .validate import show_examples, validate_data
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, dialect=args.dialect, args=args)
     summary = validate_data(cfg, args.num_preprocess_workers)
     print(f"config OK: {args.config}")
     print(summary)
@@ -162,8 +179,21 @@ def _command_validate(args) -> int:
 def _command_preprocess(args) -> int:
     from .preprocess import preprocess
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, dialect=args.dialect, args=args)
     print(preprocess(cfg, args.num_preprocess_workers))
+    return 0
+
+
+def _command_convert(args) -> int:
+    """The native config a dialect config is translated to, validated, as YAML on stdout (notices on stderr)."""
+    import yaml
+
+    loaded = load_config_file(args.config, dialect=args.dialect)
+    for notice in loaded.config.notices:
+        logger.warning(notice)
+    context = loaded.translation.context
+    print(f"# {args.config} ({loaded.dialect} dialect) as a native config, translated for {context.describe()}")
+    print(yaml.safe_dump(loaded.translation.native, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
@@ -188,8 +218,13 @@ COMMANDS = {
     "generate": _command_generate,
     "validate": _command_validate,
     "preprocess": _command_preprocess,
+    "convert": _command_convert,
     "schema": _command_schema,
 }
+
+
+# Commands that take an experiment config and may import the training libraries (the others never load peft).
+TRAINING_COMMANDS = ("sft", "dpo", "validate", "preprocess")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not sys.stderr.isatty():  # progress bars only where a person watches them
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if argv is None and args.command in TRAINING_COMMANDS:  # a process of its own: see lean_imports.py
+        keep_bitsandbytes_out(args.config)
     try:
         return COMMANDS[args.command](args)
     except RunAlreadyFinished as done:  # re-running a finished run: its outputs stay as they are
@@ -208,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             print(done.finished.describe())
         return 0
     except UserError as error:  # every process finds the same problems: the main process lists them
+        error.problems = relocate(error.problems, getattr(args, "source_paths", {}))  # at the keys the user wrote
         return report_user_error(error) if main_process else USER_ERROR_EXIT
     except KeyboardInterrupt:  # Ctrl-C outside training (loading, preprocessing): nothing to save, no traceback
         print("interrupted", file=sys.stderr)

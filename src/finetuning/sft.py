@@ -46,7 +46,12 @@ def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
             train_dataset=train_data,
             eval_dataset=eval_data,
             processing_class=tokenizer,
-            data_collator=build_collator(tokenizer, cfg.data_conf.missing_pad_token_strategy),
+            data_collator=build_collator(
+                tokenizer,
+                cfg.data_conf.missing_pad_token_strategy,
+                packing=cfg.sft_args.packing,
+                attention=model.config._attn_implementation,  # packed batches take the form it separates cheaply
+            ),
         )
         train(trainer, run)
         save(trainer, run, tokenizer, markers)

@@ -27,6 +27,7 @@ from .data.preference import (
 )
 from .data.sft import build_sft_datasets, sft_data_problems
 from .data.tokenize import IGNORE_INDEX
+from .data.vectorlm_checks import waiting_note
 from .errors import UserError
 from .train.preflight import check_before_loading
 
@@ -73,7 +74,7 @@ def validate_data(cfg, num_workers: int | None = None) -> str:
     files = sum(len(data_input.datasets) for data_input in inputs)
     lines = [
         f"data OK: {files} file(s), every row parsed and has the expected shape",
-        cached_tokenized_summary(cfg, num_workers),
+        waiting_note(data_conf) or cached_tokenized_summary(cfg, num_workers),
     ]
     if resume_from is not None:
         lines.append(f"would resume from {resume_from}")

@@ -71,6 +71,8 @@ def test_defaults_follow_the_seed(minimal_config):
         "save_name_if_new_basemodel": "checkpoint-new-basemodel",
         "train_on_completions_only": False,
         "length_handling": "filter",
+        "packing": False,
+        "eval_packing": True,
     }
     assert cfg.batchsize_conf.per_device_eval_batch_size is None
     assert cfg.logging_dir == "./logs"

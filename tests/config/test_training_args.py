@@ -192,8 +192,8 @@ def test_loss_types_are_checked_against_the_installed_trl():
     [
         ("max_length", "use sft_args.max_seq_length"),
         ("max_seq_length", "use sft_args.max_seq_length"),
-        ("packing", "packing is not supported yet"),
-        ("padding_free", "packing is not supported yet"),
+        ("packing", "use sft_args.packing"),
+        ("padding_free", "use sft_args.packing"),
         ("completion_only_loss", "use sft_args.train_on_completions_only"),
         ("assistant_only_loss", "use sft_args.train_on_completions_only"),
         ("dataset_text_field", "rows are chat conversations (`messages`)"),

@@ -18,7 +18,7 @@ ChatTemplateName = Literal["mistral-with-system", "chat-ml", "poro", "keep-origi
 MissingPadTokenStrategy = Literal["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
 
 
-DatasetFormat = Literal["messages", "alpaca", "sharegpt", "oasst", "prompt_completion", "text"]
+DatasetFormat = Literal["messages", "alpaca", "sharegpt", "oasst", "prompt_completion", "text", "tokenized"]
 
 PATH_DESCRIPTION = (
     "Local path to a JSONL file in the finetuning data format; or a .json (one JSON array), .parquet or .csv file, "
@@ -34,8 +34,10 @@ class DatasetSource(StrictModel):
         "messages",
         description=(
             "Row format (SFT): messages (chat rows, the default), alpaca (instruction/input/output), sharegpt "
-            "(conversations of from/value), oasst (INSTRUCTION/RESPONSE), prompt_completion (prompt/completion), or "
-            "text (raw text, every token trained: continued pre-training). DPO/KTO rows have their own shape."
+            "(conversations of from/value), oasst (INSTRUCTION/RESPONSE), prompt_completion (prompt/completion), "
+            "text (raw text, every token trained: continued pre-training), or tokenized (rows that already hold "
+            "input_ids and optionally labels, -100 = not trained, absent = every token trained; trained as given, "
+            "no template: e.g. the save_to_disk directory of data_conf.preprocess). DPO/KTO rows have their own shape."
         ),
     )
     name: str | None = Field(None, description="Hub datasets: the configuration (subset) name")
@@ -112,6 +114,85 @@ ValidationDataInput = Annotated[
 ]
 
 
+class Preprocess(StrictModel):
+    """VectorLM's `dataset_preprocess`, as its code behaves: raw text rows → tokenized rows written to `save_path`
+    with `datasets.save_to_disk` (columns input_ids, labels, attention_mask, id), which a `format: tokenized` dataset
+    entry then trains on. The chunk and truncation length is `sft_args.max_seq_length` (VectorLM's max_seq_len).
+    `finetuning preprocess CONFIG` runs it; `finetuning sft` runs it first when a tokenized entry's path is
+    `save_path` and that does not exist yet."""
+
+    load_path: str = Field(
+        description=(
+            "The raw dataset: a directory written by datasets.save_to_disk (from_disk: true), else a Hugging Face "
+            "Hub dataset id (or a path datasets.load_dataset reads)"
+        )
+    )
+    split: str | None = Field(
+        None, description="The split to read when load_path holds several (a saved DatasetDict, most Hub datasets)"
+    )
+    from_disk: bool = Field(True, description="true: load_path is a save_to_disk directory; false: load_dataset(it)")
+    data_field: str = Field("text", description="The column holding each row's text")
+    pre_pend: str | None = Field(None, description="Text put before every row's text (after bos), e.g. a prompt")
+    add_bos_eos_tokens: bool = Field(
+        True,
+        description=(
+            "Add the tokenizer's bos and eos tokens: around each row's text, or with packing around every chunk "
+            "(bos and eos trained there too). The tokenizer must have both."
+        ),
+    )
+    separator: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Conditional fine-tuning: everything up to and including the first occurrence of this string is not "
+            "trained (labels -100), the rest is; rows without it are dropped, and counted. VectorLM's spelling "
+            "`seperator` is accepted too."
+        ),
+    )
+    packing_type: Literal["full", "partial"] | None = Field(
+        None,
+        description=(
+            "full: the rows of each 2,000-row batch are joined (no separator token, no attention separation) and cut "
+            "into chunks; partial: each row is cut into chunks alone. Chunks are max_seq_length tokens, bos and eos "
+            "included. null: one row per example."
+        ),
+    )
+    overlap: Int = Field(0, ge=0, description="With packing_type: tokens consecutive chunks share (trained in both).")
+    truncate: bool = Field(
+        False, description="Cut rows longer than max_seq_length to max_seq_length - 1 tokens + eos (not with packing)"
+    )
+    ignore_index: Int = Field(-100, description="The label of tokens not trained; only -100 (the loss ignores it)")
+    dataset_format: Literal["hf"] = Field("hf", description="VectorLM's forward-compatibility key; only hf")
+    save_path: str = Field(description="Where the tokenized dataset is written (save_to_disk; replaced atomically)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vectorlm_spelling(cls, data):
+        """VectorLM's code and configs spell the key `seperator`."""
+        if isinstance(data, dict) and "seperator" in data:
+            if "separator" in data:
+                raise ValueError("both separator and seperator (VectorLM's spelling) are given; keep one")
+            data = {("separator" if key == "seperator" else key): value for key, value in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Preprocess:
+        # VectorLM raises on truncate + packing_type too: packing already fits every chunk into max_seq_len.
+        if self.truncate and self.packing_type is not None:
+            raise ValueError(
+                f"truncate: true and packing_type: {self.packing_type} cannot both be set (packing already cuts "
+                "every chunk to max_seq_length); drop one"
+            )
+        if self.overlap and self.packing_type is None:
+            raise ValueError(f"overlap: {self.overlap} applies to packing only; set packing_type or drop overlap")
+        if self.ignore_index != -100:
+            raise ValueError(
+                f"ignore_index: {self.ignore_index}: only -100 is supported, the value the training loss ignores "
+                "(VectorLM's preprocessing writes -100 whatever this says)"
+            )
+        return self
+
+
 class ChatTrainValidConfig(StrictModel):
     """Training time data configuration.
 
@@ -136,7 +217,15 @@ class ChatTrainValidConfig(StrictModel):
         None,
         description=(
             "Where tokenized data is cached (default: $FINETUNING_CACHE/data, else ~/.cache/finetuning/data); a run "
-            "of the same data, tokenizer and settings reuses it. axolotl's dataset_prepared_path and VectorLM's "
-            "save_path map to it."
+            "of the same data, tokenizer and settings reuses it. axolotl's dataset_prepared_path maps to it "
+            "(VectorLM's save_path is data_conf.preprocess.save_path)."
+        ),
+    )
+    preprocess: Preprocess | None = Field(
+        None,
+        description=(
+            "VectorLM's dataset preprocessing: tokenize a raw text dataset into save_path, which a dataset entry "
+            "of format tokenized trains on (run by `finetuning preprocess`, and by `finetuning sft` when save_path "
+            "does not exist yet)."
         ),
     )

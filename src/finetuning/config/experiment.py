@@ -19,7 +19,7 @@ from finetuning.config.overrides import Overrides
 from finetuning.config.peft import NoPeftConfig, PeftConfig
 from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import RunConfig
-from finetuning.config.sft import SFTArguments
+from finetuning.config.sft import SFTArguments, packing_attention_problem
 from finetuning.config.tracking import FinetuningTrackingConfig, WandbConfig
 from finetuning.config.trainer_fields import FieldTable, trainer_fields
 from finetuning.config.training_args import TrainingArgsError, default_logging_dir, process_training_args
@@ -145,6 +145,15 @@ class SFTExperimentConfig(ExperimentConfigBase):
 
     method: Literal["sft"] = Field("sft", description="The fine-tuning method; always sft here.")
     sft_args: SFTArguments = Field(description="SFT specific arguments")
+
+    @model_validator(mode="after")
+    def _packing_attention(self) -> SFTExperimentConfig:
+        """Packed documents must not attend to each other: the attention implementation has to keep them apart."""
+        attention = self.run_conf.model_args.attn_implementation
+        parallelism = self.training_args.get("parallelism_config")
+        if (problem := packing_attention_problem(self.sft_args.packing, attention, parallelism)) is not None:
+            raise ValueError(problem)
+        return self
 
 
 # Silogen's DPO defaults (TRL's are 1024 / none): long prompts are common in preference data.

@@ -1,17 +1,20 @@
 """Loading a YAML config file into a validated config, with readable errors.
 
 Every problem is reported at once, each as `dotted.path[index].field: message`, because fixing a config one
-error per run is tedious (and slow when a cluster job has to start to show the next one).
+error per run is tedious (and slow when a cluster job has to start to show the next one). A config in another
+system's dialect (config/dialects) is translated first, and its problems are reported at the keys the user wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -26,6 +29,11 @@ from finetuning.config.messages import clean_message, merge_alternatives, shown_
 from finetuning.config.secrets import drop_masked, is_secret_key, mask_secrets
 from finetuning.errors import UserError, did_you_mean
 from finetuning.paths import resolve_user_path
+
+if TYPE_CHECKING:
+    from finetuning.config.dialects import Translation
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(UserError):
@@ -127,19 +135,52 @@ def infer_method(data: dict[str, Any], default: str | None = None) -> str:
     return "dpo" if "sft_args" not in data and shaped_as_dpo else "sft"
 
 
-def load_any_config(path: str | os.PathLike[str], default_method: str | None = None) -> ExperimentConfigBase:
-    """Load a config of whichever method its `method` key names (absent: see `infer_method`)."""
+@dataclass
+class LoadedConfig:
+    """A validated config, the dialect it was written in, and its translation (what `finetuning convert` prints)."""
+
+    config: ExperimentConfigBase
+    dialect: str
+    translation: Translation
+
+
+def load_config_file(
+    path: str | os.PathLike[str], default_method: str | None = None, dialect: str | None = None
+) -> LoadedConfig:
+    """Read a config in any dialect (`dialect`, else detected from its keys; logged once), translate it to the native
+    config and validate that; a problem found there is reported at the key the user wrote. The translation's notices
+    come first in `.config.notices`."""
+    from finetuning.config import dialects
+
     data = read_yaml(path)
-    method = infer_method(data, default_method)
     try:
-        cfg = validate_config({**data, "method": method}, config_class_for(method), source=path)
+        name = dialect or dialects.detect(data)
+        logger.info("config dialect: %s", name)
+        translation = dialects.translate(data, name, dialects.environment_context())
     except ConfigError as error:
-        if data.get("method") is None:
-            error.problems = [_method_hint(problem) for problem in error.problems]
+        error.source = str(path)
         raise
-    if data.get("method") is None and default_method is None and method != "sft":
+    native = translation.native
+    method = infer_method(native, default_method)
+    try:
+        cfg = validate_config({**native, "method": method}, config_class_for(method), source=path)
+    except ConfigError as error:
+        if native.get("method") is None:
+            error.problems = [_method_hint(problem) for problem in error.problems]
+        raise ConfigError(dialects.problems_at_source(translation, error.problems), path) from None
+    if translation.problems:
+        raise ConfigError(translation.problems, path)
+    if native.get("method") is None and default_method is None and method != "sft":
         cfg.notices.append(f"method: not given; read as {method} from its training_args (set `method: {method}`)")
-    return cfg
+    cfg.notices[:0] = translation.notices
+    return LoadedConfig(cfg, name, translation)
+
+
+def load_any_config(
+    path: str | os.PathLike[str], default_method: str | None = None, dialect: str | None = None
+) -> ExperimentConfigBase:
+    """Load a config of any dialect and of whichever method its `method` key names (absent: see `infer_method`)."""
+    return load_config_file(path, default_method, dialect).config
 
 
 def _method_hint(problem: str) -> str:

@@ -121,6 +121,51 @@ def trl_key_hints(valid: set[str] | dict[str, Any]) -> dict[str, str]:
     }
 
 
+# VectorLM's scheduler (train/schedulers.py): its code's spelling, and its docs' (`plataeu`).
+PLATEAU_WITH_WARMUP = "plateau-with-warmup"
+PLATEAU_SPELLINGS = (PLATEAU_WITH_WARMUP, "plataeu-with-warmup")
+# ReduceLROnPlateau settings `lr_scheduler_kwargs` may change, with VectorLM's values (mode is always min: a loss)
+PLATEAU_DEFAULTS = {
+    "factor": 0.1,
+    "patience": 10,
+    "threshold": 1e-4,
+    "threshold_mode": "rel",
+    "cooldown": 0,
+    "min_lr": 0.0,
+    "eps": 1e-8,
+}
+
+
+def plateau_problems(args: dict[str, Any]) -> list[str]:
+    """plateau-with-warmup steps on the evaluation loss: it needs evaluations, and its kwargs are ReduceLROnPlateau's.
+    (Validation data of type NONE with an eval_strategy is refused by the experiment config itself.)"""
+    problems = []
+    if args.get("eval_strategy") in (None, "no"):
+        problems.append(
+            f"training_args.lr_scheduler_type: {PLATEAU_WITH_WARMUP} lowers the learning rate when the evaluation "
+            "loss stops improving, so it needs evaluations: set training_args.eval_strategy (steps or epoch, with "
+            "eval_steps) and validation data"
+        )
+    kwargs = args.get("lr_scheduler_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        problems.append(f"training_args.lr_scheduler_kwargs: must be a mapping for {PLATEAU_WITH_WARMUP}")
+        return problems
+    for key, value in kwargs.items():
+        where = f"training_args.lr_scheduler_kwargs.{key}"
+        if key not in PLATEAU_DEFAULTS:
+            hint = did_you_mean(str(key), PLATEAU_DEFAULTS) or f"; expected some of {', '.join(PLATEAU_DEFAULTS)}"
+            problems.append(f"{where}: not a setting of {PLATEAU_WITH_WARMUP}{hint}")
+        elif key == "threshold_mode":
+            if value not in ("rel", "abs"):
+                problems.append(f"{where}: must be rel or abs, got {value!r}")
+        elif not is_number(value) or value < 0 or (key in ("patience", "cooldown") and not isinstance(value, int)):
+            kind = "a whole number" if key in ("patience", "cooldown") else "a number"
+            problems.append(f"{where}: must be {kind} >= 0, got {value!r}")
+        elif key == "factor" and value >= 1:
+            problems.append(f"{where}: must be below 1 (the rate is multiplied by it), got {value}")
+    return problems
+
+
 # YAML 1.1 reads an unquoted `no` as false; for these keys the user meant the strategy "no".
 _NO_STRATEGY_KEYS = ("save_strategy", "eval_strategy", "evaluation_strategy", "logging_strategy", "hub_strategy")
 
@@ -138,7 +183,14 @@ def process_training_args(args: dict[str, Any], fields: FieldTable | type) -> Tr
     for key in _NO_STRATEGY_KEYS:
         if args.get(key) is False:
             args[key] = "no"
+    # plateau-with-warmup is ours, not the installed library's: checked as its stand-in there (train/schedulers.py)
+    plateau = args.get("lr_scheduler_type") in PLATEAU_SPELLINGS
+    if plateau:
+        args["lr_scheduler_type"] = "reduce_lr_on_plateau"
     problems.extend(check_dataclass_kwargs(args, table, "training_args", trl_key_hints(valid)))
+    if plateau:
+        args["lr_scheduler_type"] = PLATEAU_WITH_WARMUP
+        problems.extend(plateau_problems(args))
     problems.extend(range_problems(args))
     problems.extend(loss_type_problems(args, table))
     for key in [k for k in args if k not in valid]:

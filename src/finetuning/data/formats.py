@@ -9,6 +9,8 @@ config as from an axolotl one. The kinds:
   not chat-like, so no chat template: exactly as axolotl (peer-semantics.md §4) and TRL's non-conversational
   prompt-completion render them, prompt + completion + eos, the prompt masked when completions-only.
 - `{"text": ...}`: raw text for continued pre-training: no template, every token trained.
+- `{"input_ids", "labels"}`: rows tokenized already (format `tokenized`, e.g. what data_conf.preprocess writes):
+  trained as given; labels None means every token is trained.
 """
 
 from __future__ import annotations
@@ -126,13 +128,54 @@ def text_problem(row: dict) -> str | None:
     return _text_problem(row, "text")
 
 
+def _int_list_problem(row: dict, key: str) -> str | None:
+    """`key` must be a list of ints (true/false are not token ids)."""
+    value = row[key]
+    if not isinstance(value, list):
+        return f"'{key}' must be a list of token ids, got {json_type(value)}"
+    for index, item in enumerate(value):
+        if not isinstance(item, int) or isinstance(item, bool):
+            return f"'{key}'[{index}] must be an integer, got {json_type(item)}"
+    return None
+
+
+def tokenized_problem(row: dict) -> str | None:
+    """tokenized `{input_ids, labels?}`: token ids >= 0; labels, when given, one per token, each a token id or -100.
+    Other columns (attention_mask, id: what VectorLM's preprocessing writes) are ignored."""
+    if "input_ids" not in row:
+        return _missing(row, "input_ids")
+    if problem := _int_list_problem(row, "input_ids"):
+        return problem
+    ids = row["input_ids"]
+    if not ids:
+        return "'input_ids' is empty"
+    if (negative := next((token for token in ids if token < 0), None)) is not None:
+        return f"'input_ids' holds {negative}: token ids are >= 0"
+    if row.get("labels") is None:
+        return None
+    if problem := _int_list_problem(row, "labels"):
+        return problem
+    labels = row["labels"]
+    if len(labels) != len(ids):
+        return f"'labels' has {len(labels)} entries but 'input_ids' {len(ids)}: one label per token"
+    if (bad := next((label for label in labels if label < 0 and label != IGNORE_INDEX), None)) is not None:
+        return f"'labels' holds {bad}: a label is a token id, or {IGNORE_INDEX} for a token not trained"
+    return None
+
+
+def tokenized_row(row: dict) -> dict:
+    return {"input_ids": row["input_ids"], "labels": row.get("labels")}
+
+
 # format → (its row problem, its converter to a row kind)
 CONVERTERS = {
     "alpaca": (alpaca_problem, alpaca_texts),
     "oasst": (oasst_problem, oasst_texts),
     "sharegpt": (sharegpt_problem, lambda row: {"messages": sharegpt_messages(row)}),
     "prompt_completion": (prompt_completion_problem, prompt_completion_row),
+    "tokenized": (tokenized_problem, tokenized_row),
 }
+TOKENIZED_COLUMNS = ("input_ids", "labels")
 PROMPT_TEXT_COLUMNS = ("prompt_text", "completion_text")
 
 
@@ -155,7 +198,7 @@ def converted_row(row: dict, row_format: str) -> dict:
 
 def is_plain_text(row: dict, row_format: str) -> bool:
     """Whether the (valid) row is tokenised without a chat template, so no conversation check applies to it."""
-    if row_format in ("text", "alpaca", "oasst"):
+    if row_format in ("text", "alpaca", "oasst", "tokenized"):
         return True
     return row_format == "prompt_completion" and isinstance(row["prompt"], str) and isinstance(row["completion"], str)
 
@@ -165,6 +208,8 @@ def entry_columns(row_format: str, columns: tuple[str, ...]) -> tuple[str, ...]:
     message-list rows, so it keeps both kinds' columns (the other kind's are None in each row)."""
     if row_format == "text":
         return ("text",)
+    if row_format == "tokenized":
+        return TOKENIZED_COLUMNS
     if row_format in ("alpaca", "oasst"):
         return PROMPT_TEXT_COLUMNS
     return columns + PROMPT_TEXT_COLUMNS if row_format == "prompt_completion" else columns
@@ -181,6 +226,26 @@ def tokenize_texts(texts: list[str], tokenizer) -> dict:
         "labels": [list(row) for row in ids],
         "length": [len(row) for row in ids],
         "assistant_turns": [1] * len(ids),
+    }
+
+
+def pass_tokenized(input_ids: list[list[int]], labels: list[list[int] | None], tokenizer) -> dict:
+    """Rows tokenized already (format `tokenized`): ids as given, labels as given or (absent) a copy of the ids;
+    one "assistant turn" each (never an example with nothing to train on). A token id the tokenizer does not have
+    would index past the model's embeddings (a crash mid-run on CPU, a device assert on GPU): refused here."""
+    vocabulary = len(tokenizer)
+    for ids in input_ids:
+        if (too_large := max(ids)) >= vocabulary:
+            raise UserError(
+                f"data_conf: a dataset of format tokenized holds token id {too_large}, but the tokenizer has "
+                f"{vocabulary} tokens: the rows were tokenized with another tokenizer; tokenize them with "
+                "run_conf.model's tokenizer (e.g. data_conf.preprocess)"
+            )
+    return {
+        "input_ids": input_ids,
+        "labels": [list(ids) if given is None else given for ids, given in zip(input_ids, labels, strict=True)],
+        "length": [len(ids) for ids in input_ids],
+        "assistant_turns": [1] * len(input_ids),
     }
 
 

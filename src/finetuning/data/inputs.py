@@ -36,6 +36,9 @@ class DataReport:
     without_assistant_marker: int = 0
     train_tokens: int = 0
     trained_tokens: int = 0
+    packed_train_rows: int | None = None  # with sft_args.packing: rows the training examples were packed into
+    packed_eval_rows: int | None = None  # ... and the validation examples (None: not packed)
+    packing_efficiency: float | None = None  # real tokens / token slots (packed rows × max_seq_length)
 
 
 def _path_keys(data_input, where: str | None) -> list[str] | None:

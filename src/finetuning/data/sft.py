@@ -1,4 +1,4 @@
-"""SFT data pipeline: read → tokenise each file → drop too-long → split → mix → sort validation longest-first.
+"""SFT data pipeline: read → tokenise each file → drop too-long → split → mix → sort validation longest-first → pack.
 
 As in the Silogen engine, AUTO_SPLIT happens after tokenisation and length filtering, so the validation ratio applies
 to the examples that are actually usable; unlike it, the split comes before the weighted mix, so that the mix's
@@ -22,6 +22,7 @@ from .inputs import (
     tokenize_each,
     truncate_too_long,
 )
+from .packing import pack, packing_efficiency
 from .readers import sft_row_problem
 from .templates import Markers, completions_markers, get_template, role_order_problem, template_refusal
 from .tokenize import IGNORE_INDEX, tokenize_batch
@@ -148,4 +149,28 @@ def tokenize_sft_datasets(
     train = train.remove_columns("assistant_turns")
     if evaluation is not None:
         evaluation = evaluation.remove_columns("assistant_turns")
-    return train, evaluation, report
+    return *pack_splits(train, evaluation, sft_args, report, num_proc), report
+
+
+def pack_splits(
+    train: Dataset, evaluation: Dataset | None, sft_args, report: DataReport, num_proc: int | None = None
+) -> tuple[Dataset, Dataset | None]:
+    """`sft_args.packing`, after length handling and the split and mix (so that no packed row mixes training and
+    validation examples); validation too unless `eval_packing` is false. The report gains the packed row counts and
+    how full the training rows are."""
+    if not sft_args.packing:
+        return train, evaluation
+    train = pack(train, sft_args.max_seq_length, sft_args.packing, num_proc)
+    report.packed_train_rows = len(train)
+    report.packing_efficiency = packing_efficiency(len(train), report.train_tokens, sft_args.max_seq_length)
+    if evaluation is not None and sft_args.eval_packing:
+        evaluation = pack(evaluation, sft_args.max_seq_length, sft_args.packing, num_proc)
+        report.packed_eval_rows = len(evaluation)
+    logger.info(
+        "data: %d training examples packed into %d rows of up to %d tokens (%.1f%% of their token slots used)",
+        report.train_examples,
+        report.packed_train_rows,
+        sft_args.max_seq_length,
+        100 * report.packing_efficiency,
+    )
+    return train, evaluation

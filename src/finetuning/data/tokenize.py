@@ -64,13 +64,16 @@ def completion_labels(input_ids: list[int], offsets: list[tuple[int, int]], span
 
 def tokenize_batch(batch: dict, tokenizer, markers: Markers | None) -> dict:
     """`datasets.map(batched=True)` adapter: raw text rows (format `text`) and prompt/completion text rows (alpaca,
-    oasst, string prompt_completion) are tokenised without a template (data/formats.py), conversations through
+    oasst, string prompt_completion) are tokenised without a template (data/formats.py), rows of format `tokenized`
+    pass through as they are (labels default to the ids), conversations through
     `tokenize_rendered`. A prompt_completion file may mix text rows and conversations, so each row goes its way and
     the results are put back in row order."""
-    from .formats import tokenize_prompt_completions, tokenize_texts
+    from .formats import pass_tokenized, tokenize_prompt_completions, tokenize_texts
 
     if "text" in batch:
         return tokenize_texts(batch["text"], tokenizer)
+    if "input_ids" in batch:  # format tokenized: nothing to tokenise (labels default to the ids)
+        return pass_tokenized(batch["input_ids"], batch.get("labels") or [None] * len(batch["input_ids"]), tokenizer)
     prompts = batch.get("prompt_text") or [None] * len(next(iter(batch.values()), []))
     texts = [row for row, prompt in enumerate(prompts) if prompt is not None]
     chats = [row for row, prompt in enumerate(prompts) if prompt is None]

@@ -130,6 +130,7 @@ def print_run_summary(
             if report.train_tokens
             else []
         ),
+        *packing_rows(report, numbers),
         ("optimizer steps", f"{numbers.steps}"),
         ("training loss", _loss_span(numbers.train_losses)),
     ]
@@ -202,6 +203,17 @@ def data_rows(report, numbers: RunNumbers) -> list[tuple[str, str]]:
             ("tokens per epoch", f"{report.train_tokens} ({report.trained_tokens} with loss)"),
             ("tokens trained", f"{round(report.train_tokens * numbers.epochs)} ({numbers.epochs:.2f} epochs)"),
         ]
+    return rows + packing_rows(report, numbers)
+
+
+def packing_rows(report, numbers: RunNumbers) -> list[tuple[str, str]]:
+    """With sft_args.packing: the packed rows and how full they are (real tokens / token slots), and the real tokens
+    each optimizer step trained on, which packing raises at the same batch size."""
+    if getattr(report, "packed_train_rows", None) is None:
+        return []
+    rows = [("packing", f"{report.packed_train_rows} rows, {report.packing_efficiency:.1%} of token slots used")]
+    if report.train_tokens and numbers.steps:
+        rows.append(("tokens per optimizer step", f"{report.train_tokens * numbers.epochs / numbers.steps:,.0f}"))
     return rows
 
 

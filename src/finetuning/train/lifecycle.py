@@ -105,7 +105,10 @@ def _start(cfg, options) -> TrainingRun:
     the hub token and the seed: fails before anything heavy is loaded."""
     from transformers import set_seed
 
+    from ..preprocess import run_pending_preprocess
+
     started = time.perf_counter()
+    run_pending_preprocess(cfg, options.num_preprocess_workers)  # a dataset data_conf.preprocess has yet to write
     plan, resume_from, fingerprint = check_before_loading(cfg)
     if resume_from is not None:  # here, not in resolve_resume: `validate` resolves it too, and only would resume
         logger.info("resuming from %s", resume_from)

@@ -8,7 +8,8 @@ The checks, each returning its list of problems (the callers here raise once):
    (output_checks.py, with the estimate of checkpoint_size.py, logged);
 2. every data file exists and every row parses (the check `finetuning validate` makes, data/);
 3. the model path exists (or is a hub id: a similar local directory is suggested) and a local one is a model
-   directory with safetensors weights; offline, a hub id must be in the local cache (model/loading.py);
+   directory with safetensors weights; offline, a hub id must be in the local cache (model/loading.py); a model
+   with linear-attention layers is not packed (data/packing.py);
 4. what the libraries would refuse later (library_checks.py): an adapter's target_modules must match layers of the
    model (on its meta-device skeleton), the method's TrainingArguments / DPOConfig builds, a deepspeed file parses;
 5. a checkpoint to resume from fits the config: same kind of model, same adapter shape, same batch split, same data,
@@ -21,12 +22,15 @@ and every problem names the resolved absolute path.
 
 from __future__ import annotations
 
+from ..data.packing import linear_attention_problems
 from ..data.preference import preference_data_problems
 from ..data.sft import sft_data_problems
+from ..data.vectorlm_checks import preprocess_config_problems, without_waiting_entries
 from ..errors import UserError
 from ..model.loading import check_model_sources
 from ..paths import resolve_user_path
 from .batch_size import BatchPlan, plan_batches
+from .checkpoint_size import local_model_dir
 from .checkpoints import RunAlreadyFinished, finished_run, fresh_start_problems, resolve_resume
 from .distributed import num_processes
 from .library_checks import check_peft_targets, check_training_arguments
@@ -37,7 +41,9 @@ from .resume_checks import check_resume_target, recipe_data_fingerprint
 def check_data(cfg) -> list[str]:
     """Every data file the config names, read and checked with its method's row check (file:line problems)."""
     if cfg.method == "sft":
-        return sft_data_problems(cfg.data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
+        # entries that data_conf.preprocess will write are checked once written (data/vectorlm.py)
+        data_conf, problems = without_waiting_entries(cfg.data_conf), preprocess_config_problems(cfg)
+        return problems + sft_data_problems(data_conf, require_assistant=cfg.sft_args.train_on_completions_only)
     return preference_data_problems(cfg.data_conf, cfg.method)
 
 
@@ -49,7 +55,7 @@ def check_model(cfg) -> list[str]:
         model_dir = path / (cfg.run_conf.model_args.subfolder or "")
         if not (model_dir / "config.json").is_file():
             problems.append(f"run_conf.model: {model_dir}: no config.json there (not a model directory)")
-    return problems
+    return problems + linear_attention_problems(cfg, local_model_dir(cfg.run_conf))
 
 
 def preflight_problems(cfg, plan, resume_from: str | None, fingerprint: str | None = None) -> list[str]:

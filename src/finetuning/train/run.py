@@ -27,9 +27,11 @@ from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_repor
 from .arguments import build_training_config
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint
 from .distributed import num_processes
+from .evaluation import evaluation_mixins
 from .interrupt import GracefulStop, ShieldedDataWorkers
 from .lifecycle import RunResult, TrainingRun
 from .saving import save_final
+from .schedulers import PlateauScheduler
 from .token_count import ResumableTokenCount
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,15 @@ def build_trainer(trainer_class, **kwargs):
     """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py) and whose data workers leave
     stop signals to it (train/interrupt.py); its argument checks (e.g. a loss type that needs label_smoothing) are
     user errors."""
-    mixins = (AtomicCheckpoints, ShieldedDataWorkers, ResumableTokenCount)  # + num_tokens kept across resumes
+    # + num_tokens kept across resumes; plateau-with-warmup (train/schedulers.py); SFT: token-weighted eval_loss
+    # (train/evaluation.py)
+    mixins = (
+        AtomicCheckpoints,
+        ShieldedDataWorkers,
+        ResumableTokenCount,
+        PlateauScheduler,
+        *evaluation_mixins(trainer_class),
+    )
     trainer_with_mixins = type(trainer_class.__name__, (*mixins, trainer_class), {})
     try:
         return trainer_with_mixins(**kwargs)

@@ -36,6 +36,20 @@ class ResumableTokenCount:
                 callback.num_tokens = getattr(self, "_total_train_tokens", 0)
         super()._save_checkpoint(model, trial)
 
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        """TRL counts a batch without an attention mask as one flattened row (`position_ids.size(1)` tokens); packed
+        rows kept apart (data/collator.py, PackedRowsCollator) are several: the other rows' slots are added here."""
+        positions = inputs.get("position_ids") if "attention_mask" not in inputs else None
+        result = super().compute_loss(model, inputs, *args, **kwargs)
+        if positions is not None and positions.dim() == 2 and model.training and hasattr(self, "_total_train_tokens"):
+            import torch
+
+            others = torch.tensor((positions.shape[0] - 1) * positions.shape[1], device=positions.device)
+            self._total_train_tokens += self.accelerator.gather_for_metrics(others).sum().item()
+            if hasattr(self, "_metrics"):  # TRL logged the count before this correction
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return result
+
     def _init_training_state(self, *args, **kwargs):
         result = super()._init_training_state(*args, **kwargs)
         if hasattr(self, "_total_train_tokens"):
