@@ -38,8 +38,10 @@ def apply_wandb(wandb_conf, training_args: dict, environ: MutableMapping[str, st
 def finish_wandb(failed: bool = False) -> None:
     """Close the W&B run at the end of training, marked failed when training raised (transformers leaves it open
     until the process exits, so a second run in the same process would log into the first, and offline files would
-    miss their summary)."""
+    miss their summary). The library is then torn down: it keeps the settings of its first run in the process
+    (WANDB_DIR, mode, ...) and would apply them to the next one."""
     import wandb
 
     if wandb.run is not None:
         wandb.finish(exit_code=1 if failed else 0)
+    wandb.teardown()
