@@ -1,7 +1,8 @@
 """The demo: teach a tiny local model 100 invented facts with `finetuning sft`, then check it recalls them.
 
     python examples/demo.py        (or `make demo`, which also sets up the environment)
-    python examples/demo.py --base-only    (only the tiny base model, demo_output/tiny-base, that examples start from)
+    python examples/demo.py --base-only    (only the tiny base models, demo_output/tiny-base and tiny-llama3, that
+                                            examples start from)
 
 No network: the base model is a random-init Llama with a tokenizer trained on the fly. Re-running skips the base
 model build and resumes/finishes training from the last checkpoint (`resume_from_checkpoint: auto`).
@@ -21,6 +22,16 @@ CONFIG = ROOT / "examples" / "demo-facts-sft.yaml"
 DATA = ROOT / "examples" / "data" / "facts.jsonl"
 BASE_MODEL = ROOT / "demo_output" / "tiny-base"
 FINAL_MODEL = ROOT / "demo_output" / "checkpoints" / "checkpoint-final"
+LLAMA3_BASE = ROOT / "demo_output" / "tiny-llama3"
+# Special tokens every Llama 3 tokenizer has, which axolotl's Llama-3 examples (examples/axolotl/llama-3-*) name
+LLAMA3_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+]
 
 
 def build_base_model(target: Path = BASE_MODEL) -> None:
@@ -32,6 +43,25 @@ def build_base_model(target: Path = BASE_MODEL) -> None:
 
     build_tiny_model(target, [DATA], vocab_size=512, hidden_size=128, num_layers=4)
     print(f"[demo] built tiny base model (4-layer Llama, 128 wide, BPE tokenizer trained on the fly): {target}")
+
+
+def build_llama3_base(base: Path = BASE_MODEL, target: Path = LLAMA3_BASE) -> None:
+    """The tiny base with Llama 3's special tokens, the base of examples/axolotl/llama-3-*: their special_tokens name
+    tokens a Llama 3 tokenizer has (and preference training cannot learn new ones)."""
+    if (target / "config.json").exists():
+        print(f"[demo] Llama-3-flavoured base model already built: {target}")
+        return
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)  # the new embedding rows are sampled
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.add_special_tokens({"additional_special_tokens": LLAMA3_TOKENS})
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    print(f"[demo] built the tiny base with Llama 3's special tokens: {target}")
 
 
 def train() -> None:
@@ -69,6 +99,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.time()
     build_base_model()
+    build_llama3_base()
     if "--base-only" in sys.argv[1:]:
         return 0
     train()

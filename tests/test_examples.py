@@ -14,8 +14,11 @@ from finetuning.data.vectorlm_checks import without_waiting_entries
 from tests.conftest import REPO, write_yaml
 from tests.e2e.test_sft_cli import run_cli
 
-# training configs; generate-*.yaml are generation configs, checked in tests/tools/test_generate.py
-EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("generate-"))
+# training configs (axolotl's own in examples/axolotl); generate-*.yaml are generation configs, checked in
+# tests/tools/test_generate.py
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("generate-")) + sorted(
+    (REPO / "examples" / "axolotl").glob("*.y*ml")
+)
 
 
 def test_there_are_examples():
@@ -26,7 +29,7 @@ def test_there_are_examples():
 def test_example_loads_and_its_data_validates(path, monkeypatch):
     config = load_any_config(path)
     command = "sft" if config.method == "sft" else "dpo"
-    assert path.read_text().splitlines()[0].startswith(f"# finetuning {command} examples/{path.name}")
+    assert path.read_text().splitlines()[0].startswith(f"# finetuning {command} {path.relative_to(REPO).as_posix()}")
     monkeypatch.chdir(REPO)  # example data paths are relative to the repo root, where users run them
     if config.method == "sft":  # data that data_conf.preprocess writes first (VectorLM examples) is checked then
         data_conf = without_waiting_entries(config.data_conf)
@@ -36,8 +39,9 @@ def test_example_loads_and_its_data_validates(path, monkeypatch):
     assert problems == []
 
 
-# What the examples start from: the demo's tiny base (examples/demo.py builds it) and the demo's SFT output.
-DEMO_MODELS = {"demo_output/tiny-base", "demo_output/checkpoints/checkpoint-final"}
+# What the examples start from: the demo's tiny base (examples/demo.py builds it, and the same with Llama 3's special
+# tokens for axolotl's Llama-3 examples) and the demo's SFT output.
+DEMO_MODELS = {"demo_output/tiny-base", "demo_output/tiny-llama3", "demo_output/checkpoints/checkpoint-final"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -60,7 +64,9 @@ def demo_root(tmp_path_factory) -> Path:
     never in the repository."""
     root = tmp_path_factory.mktemp("demo-root")
     (root / "examples").symlink_to(REPO / "examples", target_is_directory=True)
-    load_demo().build_base_model(root / "demo_output" / "tiny-base")
+    demo = load_demo()
+    demo.build_base_model(root / "demo_output" / "tiny-base")
+    demo.build_llama3_base(root / "demo_output" / "tiny-base", root / "demo_output" / "tiny-llama3")
     return root
 
 

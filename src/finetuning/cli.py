@@ -6,6 +6,7 @@ finetuning [global options] validate CONFIG [--show N]
 finetuning [global options] preprocess CONFIG
 finetuning [global options] convert CONFIG
 finetuning schema
+finetuning worker [runpod SDK flags: --test_input '{...}', --rp_serve_api --rp_api_port N, ...]
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Read the config in this dialect instead of detecting it from its keys (see docs/dialects/)",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,schema}"
+        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,schema,worker}"
     )
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="Print the Markdown config reference (docs/config-reference*.md)"
     )
     schema.add_argument("--method", choices=("sft", "dpo", "kto"), default="sft", help="Which method's config")
+    worker_help = (
+        "Run the serverless fine-tuning worker (runpod; docs/worker.md): each job a run of its own. The runpod "
+        "SDK's flags pass through: --test_input '{\"input\": ...}' runs one job, --rp_serve_api --rp_api_port N "
+        "serves the local test API"
+    )
+    commands.add_parser("worker", help=worker_help, description=worker_help)
     return parser
 
 
@@ -140,11 +147,13 @@ def _command_train(args) -> int:
     )
     result = run(cfg, options)
     if not is_main_process():  # one process of a multi-process run speaks for all
-        return 0
+        return USER_ERROR_EXIT if result.error is not None else 0
     if result.stopped_by is None:
         print(f"Training finished. Final model: {result.final_dir}")
     else:
         print(_resume_hint(result, cfg, args))
+    if result.error is not None:  # stopped as failed (the loss watchdog): a user error, at the user's key
+        raise UserError(result.error)
     return 0
 
 
@@ -206,6 +215,12 @@ def _command_schema(args) -> int:
     return 0
 
 
+def _command_worker(args) -> int:
+    from .worker.serve import serve
+
+    return serve(args.sdk_args)
+
+
 def _command_generate(args) -> int:
     from .tools.generate import run_generate_command
 
@@ -220,6 +235,7 @@ COMMANDS = {
     "preprocess": _command_preprocess,
     "convert": _command_convert,
     "schema": _command_schema,
+    "worker": _command_worker,
 }
 
 
@@ -228,7 +244,11 @@ TRAINING_COMMANDS = ("sft", "dpo", "validate", "preprocess")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, sdk_args = parser.parse_known_args(argv)
+    if sdk_args and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(sdk_args)}")
+    args.sdk_args = sdk_args  # what `worker` hands to the runpod SDK
     main_process = is_main_process()
     # the other processes of a multi-process run do the same work: only their errors are news
     level = args.logging_level.upper() if main_process else "ERROR"

@@ -41,12 +41,16 @@ def did_you_mean_or_choices(value, choices: Iterable[str]) -> str:
     return close or f"; expected one of {', '.join(choices)}"
 
 
+def user_error_text(error: UserError) -> str:
+    """The problems as the command line prints them (the worker returns the same text as a job's error)."""
+    problems = error.problems
+    head = f"error: {len(problems)} problem(s) found:" if len(problems) > 1 else "error:"
+    return "\n".join([head, *(f"  {problem}" for problem in problems)])
+
+
 def report_user_error(error: UserError) -> int:
     """Print the problems (no traceback) to stderr; return the exit code for user errors."""
     import sys
 
-    problems = error.problems
-    print(f"error: {len(problems)} problem(s) found:" if len(problems) > 1 else "error:", file=sys.stderr)
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
+    print(user_error_text(error), file=sys.stderr)
     return USER_ERROR_EXIT

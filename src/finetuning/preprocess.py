@@ -51,6 +51,7 @@ def preprocess(cfg, num_workers: int | None = None) -> str:
 def run_vectorlm_preprocess(cfg, num_workers: int | None = None):
     """data_conf.preprocess with the config's tokenizer (as loaded, no chat template: VectorLM tokenizes with the
     model's own) and sft_args.max_seq_length; returns its PreprocessReport."""
+    from .data.inputs import preprocess_workers
     from .data.vectorlm import preprocess as run
     from .model.tokenizer import load_tokenizer
 
@@ -59,7 +60,8 @@ def run_vectorlm_preprocess(cfg, num_workers: int | None = None):
             f"data_conf.preprocess: writes rows for SFT (a dataset entry of format tokenized); this is a {cfg.method} "
             "config: drop data_conf.preprocess"
         )
-    _, report = run(cfg.data_conf.preprocess, load_tokenizer(cfg.run_conf), cfg.sft_args.max_seq_length, num_workers)
+    workers = preprocess_workers(num_workers, cfg.data_conf)
+    _, report = run(cfg.data_conf.preprocess, load_tokenizer(cfg.run_conf), cfg.sft_args.max_seq_length, workers)
     return report
 
 

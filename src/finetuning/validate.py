@@ -174,7 +174,8 @@ def show_pairs(cfg, count: int, console: Console) -> None:
     """Preference rows as the template renders them: the prompt, then each completion continuing it."""
     tokenizer, _, _ = prepare_tokenizer(cfg)
     row_problem, columns = row_schema(cfg.method)
-    for index, row in enumerate(_first_rows(read_input(cfg.data_conf.training_data, row_problem, columns), count)):
+    rows = read_input(cfg.data_conf.training_data, row_problem, columns, data_conf=cfg.data_conf)
+    for index, row in enumerate(_first_rows(rows, count)):
         if row.get("chosen_messages"):
             texts = preference_texts(row, tokenizer)
         else:

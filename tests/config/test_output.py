@@ -27,6 +27,7 @@ TOP_LEVEL = [
     "tracking",
     "wandb",
     "quant_conf",
+    "stopping",
     "sft_args",
 ]
 

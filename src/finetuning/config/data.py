@@ -8,44 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from finetuning.config._base import Float, Int, StrictModel
+from finetuning.config.data_rows import DatasetSource
 
 DATA_TYPE_DESCRIPTION = "generally, the data_type is automatically set based on the experiment config method"
 
 ChatTemplateName = Literal["mistral-with-system", "chat-ml", "poro", "keep-original", "simplified-llama31"]
 MissingPadTokenStrategy = Literal["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
-
-
-DatasetFormat = Literal["messages", "alpaca", "sharegpt", "oasst", "prompt_completion", "text", "tokenized"]
-
-PATH_DESCRIPTION = (
-    "Local path to a JSONL file in the finetuning data format; or a .json (one JSON array), .parquet or .csv file, "
-    "a directory written by datasets.save_to_disk, or a Hugging Face Hub dataset id"
-)
-
-
-class DatasetSource(StrictModel):
-    """Where a dataset's rows come from and how they are written (shared by both dataset entry kinds)."""
-
-    path: str = Field(description=PATH_DESCRIPTION)
-    format: DatasetFormat = Field(
-        "messages",
-        description=(
-            "Row format (SFT): messages (chat rows, the default), alpaca (instruction/input/output), sharegpt "
-            "(conversations of from/value), oasst (INSTRUCTION/RESPONSE), prompt_completion (prompt/completion), "
-            "text (raw text, every token trained: continued pre-training), or tokenized (rows that already hold "
-            "input_ids and optionally labels, -100 = not trained, absent = every token trained; trained as given, "
-            "no template: e.g. the save_to_disk directory of data_conf.preprocess). DPO/KTO rows have their own shape."
-        ),
-    )
-    name: str | None = Field(None, description="Hub datasets: the configuration (subset) name")
-    split: str | None = Field(
-        None, description="Hub datasets and saved dataset dicts: the split to read (default train)"
-    )
-    data_files: str | list[str] | None = Field(None, description="Hub datasets: which files of the repository to read")
-    revision: str | None = Field(None, description="Hub datasets: the git revision (branch, tag or commit) to read")
 
 
 class DatasetDefinition(DatasetSource):
@@ -229,3 +200,81 @@ class ChatTrainValidConfig(StrictModel):
             "does not exist yet)."
         ),
     )
+    chat_template_jinja: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "A chat template of your own (Jinja text, as in a tokenizer's chat_template): installed on the "
+            "tokenizer in place of its template and saved with the model; assistant turns are found and masked as "
+            "with keep-original (from its generation prompt and what follows a reply). Implies chat_template_name: "
+            "keep-original."
+        ),
+    )
+    default_system_message: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "A system message put first into every conversation that has none (chat-like rows, and the prompts of "
+            "preference rows); a chat template that refuses system messages still refuses it."
+        ),
+    )
+    deduplicate: bool = Field(
+        False,
+        description=(
+            "Drop exact duplicate rows (the same content after the format's conversion) within each file, before "
+            "the validation split; the run summary counts them. axolotl's dataset_exact_deduplication."
+        ),
+    )
+    num_preprocess_workers: Int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Processes that tokenize the data (as the --num-preprocess-workers flag, which wins when given); a "
+            "worker is used per 1,000 rows at most. null: one."
+        ),
+    )
+
+    @field_validator("chat_template_jinja")
+    @classmethod
+    def _jinja_parses(cls, value: str | None) -> str | None:
+        """A template that does not parse would fail only once the tokenizer renders the first conversation."""
+        if value is not None and (problem := jinja_syntax_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _jinja_replaces_the_named_template(self) -> ChatTrainValidConfig:
+        if self.chat_template_jinja is None:
+            return self
+        if "chat_template_name" in self.model_fields_set and self.chat_template_name != "keep-original":
+            raise ValueError(
+                f"chat_template_jinja replaces the named template, but chat_template_name is "
+                f"{self.chat_template_name!r}; drop chat_template_name (or set keep-original), or drop "
+                "chat_template_jinja"
+            )
+        self.chat_template_name = "keep-original"
+        return self
+
+
+def jinja_syntax_problem(template: str) -> str | None:
+    """Whether the template parses as transformers compiles chat templates (loop controls and its `generation`
+    block tag included); a syntax error, with its line, or None."""
+    import jinja2
+    from jinja2.ext import Extension
+
+    class GenerationBlock(Extension):
+        """transformers' `{% generation %}...{% endgeneration %}` (assistant masks): parsed as a plain block."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.Scope(body, lineno=lineno)
+
+    environment = jinja2.Environment(extensions=[GenerationBlock, "jinja2.ext.loopcontrols"])
+    try:
+        environment.parse(template)
+    except jinja2.TemplateSyntaxError as error:
+        return f"the template does not parse: {error.message} (line {error.lineno})"
+    return None

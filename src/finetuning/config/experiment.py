@@ -15,11 +15,13 @@ from pydantic_core import PydanticCustomError
 from finetuning.config._base import StrictModel, is_number
 from finetuning.config.batchsize import BatchsizeConfig
 from finetuning.config.data import ChatTrainValidConfig
+from finetuning.config.data_rows import format_method_problems
 from finetuning.config.overrides import Overrides
 from finetuning.config.peft import NoPeftConfig, PeftConfig
 from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import RunConfig
 from finetuning.config.sft import SFTArguments, packing_attention_problem
+from finetuning.config.stopping import StoppingConfig, stopping_problems
 from finetuning.config.tracking import FinetuningTrackingConfig, WandbConfig
 from finetuning.config.trainer_fields import FieldTable, trainer_fields
 from finetuning.config.training_args import TrainingArgsError, default_logging_dir, process_training_args
@@ -51,6 +53,9 @@ class ExperimentConfigBase(StrictModel):
     tracking: FinetuningTrackingConfig | None = Field(None, description="MLFlow tracking configuration")
     wandb: WandbConfig | None = Field(None, description="Weights & Biases logging (optional)")
     quant_conf: QuantizationConfig = Field(default=NoQuantizationConfig(), description="Quantization configuration")
+    stopping: StoppingConfig = Field(
+        default=StoppingConfig(), description="Ending a run early: the loss watchdog, early stopping on eval_loss"
+    )
 
     _notices: list[str] = PrivateAttr(default_factory=list)
     _logging_dir: str | None = PrivateAttr(default=None)
@@ -91,6 +96,7 @@ class ExperimentConfigBase(StrictModel):
             )
         if (problem := self._training_length_problem()) is not None:
             raise ValueError(problem)
+        self._check_stopping_and_tokens()
         if self.data_conf.validation_data.type == "NONE":
             wants_eval = [
                 f"{key}: {self.training_args[key]!r}"
@@ -103,6 +109,20 @@ class ExperimentConfigBase(StrictModel):
                     "use AUTO_SPLIT or CONCATENATION, or drop the evaluation options"
                 )
         return self
+
+    def _check_stopping_and_tokens(self) -> None:
+        """Early stopping needs evaluations and ranks them by eval_loss unless told otherwise; a pad token set in
+        run_conf.special_tokens replaces data_conf.missing_pad_token_strategy, so one that needs no pad conflicts."""
+        if problems := stopping_problems(self.stopping, self.training_args):
+            raise ValueError(problems[0])
+        if self.stopping.early_stopping_patience is not None:
+            self.training_args.setdefault("metric_for_best_model", "eval_loss")
+        strategy = self.data_conf.missing_pad_token_strategy
+        if self.run_conf.special_tokens.pad_token is not None and strategy == "unk-convert-to-eos":
+            raise ValueError(
+                "run_conf.special_tokens.pad_token: data_conf.missing_pad_token_strategy unk-convert-to-eos pads with "
+                "the unk token; a pad token of your own replaces the strategy, so drop one of the two"
+            )
 
     def _training_length_problem(self) -> str | None:
         """No steps and no epochs would run zero steps and still save a "trained" model."""
@@ -153,6 +173,8 @@ class SFTExperimentConfig(ExperimentConfigBase):
         parallelism = self.training_args.get("parallelism_config")
         if (problem := packing_attention_problem(self.sft_args.packing, attention, parallelism)) is not None:
             raise ValueError(problem)
+        if problems := format_method_problems(self.data_conf, "sft"):  # preference formats are no SFT data
+            raise ValueError(problems[0])
         return self
 
 
@@ -214,15 +236,9 @@ class PreferenceExperimentConfigBase(ExperimentConfigBase):
 
     @model_validator(mode="after")
     def _rows_have_their_own_shape(self) -> PreferenceExperimentConfigBase:
-        # `format` converts SFT rows (data/formats.py); preference rows are prompt/chosen/rejected messages
-        for where in ("training_data", "validation_data"):
-            for index, dataset in enumerate(getattr(getattr(self.data_conf, where), "datasets", [])):
-                if dataset.format != "messages":
-                    raise ValueError(
-                        f"data_conf.{where}.datasets[{index}].format: {dataset.format!r} applies to SFT data; "
-                        f"{self.method} rows have their own shape (prompt_messages, chosen_messages, "
-                        "rejected_messages), so drop `format` here"
-                    )
+        # `format` converts rows to the method's own shape (data/formats.py): SFT formats are no preference data
+        if problems := format_method_problems(self.data_conf, self.method):
+            raise ValueError(problems[0])
         return self
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from finetuning.config._base import DirectoryName, StrictModel
 
@@ -77,6 +77,40 @@ class ModelArguments(StrictModel):
         return self
 
 
+def _token_text(value: str) -> str:
+    if not value:
+        raise ValueError("must be a non-empty string (the token's text)")
+    return value
+
+
+TokenText = Annotated[str, AfterValidator(_token_text)]
+
+
+class SpecialTokens(StrictModel):
+    """Special tokens set on the tokenizer (axolotl's `special_tokens`); one it lacks is added to its vocabulary."""
+
+    pad_token: TokenText | None = Field(
+        None,
+        description=(
+            "The pad token. Takes precedence over data_conf.missing_pad_token_strategy, which then does nothing "
+            "(unk-convert-to-eos with a pad token of your own is refused)."
+        ),
+    )
+    eos_token: TokenText | None = Field(
+        None,
+        description=(
+            "The end-of-sequence token: training text ends with it where the tokenizer appends eos, and templates "
+            "that end assistant turns with eos use it (a template with its own end marker still saves that one as "
+            "the inference eos)."
+        ),
+    )
+    bos_token: TokenText | None = Field(None, description="The beginning-of-sequence token.")
+    unk_token: TokenText | None = Field(None, description="The unknown token.")
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 def _unquoted_no(value: Any) -> Any:
     # YAML 1.1 reads an unquoted `determinism: no` as false; the user meant the level "no".
     return "no" if value is False else value
@@ -95,6 +129,31 @@ class RunConfig(StrictModel):
     model_args: ModelArguments = Field(default=ModelArguments(), description="Arguments passed to from_pretrained.")
     tokenizer: str | None = Field(
         None, description="Model HuggingFace ID, or path, or None to use the one associated with the model"
+    )
+    special_tokens: SpecialTokens = Field(
+        default=SpecialTokens(),
+        description=(
+            "pad_token / eos_token / bos_token / unk_token to set on the tokenizer, added to the vocabulary when it "
+            "lacks them (the embeddings grow to fit: a LoRA run then also trains and saves them, and saves the "
+            "resized base; a quantized model cannot grow)."
+        ),
+    )
+    added_tokens: list[TokenText] = Field(
+        default=[],
+        description=(
+            "Extra tokens added to the tokenizer as regular (not special) tokens, each kept whole in text: e.g. "
+            "['<think>', '</think>']. Tokens it already has are left as they are; the embeddings grow for new ones."
+        ),
+    )
+    config_overrides: dict[str, Any] = Field(
+        default={},
+        description=(
+            "Model config attributes replaced before the model loads, e.g. {rope_scaling: {type: linear, factor: "
+            "2.0}} (axolotl's overrides_of_model_config). Each key must be an attribute of the model's config. "
+            "rope_scaling / rope_parameters given as a mapping are merged into the config's rope parameters (rope "
+            "theta kept; `type` read as rope_type). A full fine-tune saves the changed config; an adapter's base "
+            "must be loaded with the same overrides to match."
+        ),
     )
     use_fast_tokenizer: bool = Field(
         True,
@@ -119,3 +178,11 @@ class RunConfig(StrictModel):
             "CUBLAS_WORKSPACE_CONFIG and the other variables of transformers' full determinism)."
         ),
     )
+
+    @field_validator("added_tokens")
+    @classmethod
+    def _distinct(cls, tokens: list[str]) -> list[str]:
+        repeated = sorted({token for token in tokens if tokens.count(token) > 1})
+        if repeated:
+            raise ValueError(f"lists {repeated} more than once")
+        return tokens

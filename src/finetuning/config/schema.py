@@ -19,7 +19,7 @@ from finetuning.config.experiment import (
 )
 from finetuning.config.legacy_keys import LEGACY_KEYS
 from finetuning.config.trainer_fields import FieldInfo, trainer_fields
-from finetuning.config.training_args import TRAINING_ARGS_FORBIDDEN
+from finetuning.config.training_args import ENGINE_SCHEDULERS, ONE_CYCLE_SETTINGS, TRAINING_ARGS_FORBIDDEN
 
 # Keys the validator accepts although the installed trainer arguments class may not have them (it translates or
 # consumes them); listed in the schema as deprecated, so editors do not flag a working Silogen config.
@@ -62,7 +62,29 @@ def training_args_schema(config_class: type[ExperimentConfigBase]) -> dict[str, 
         extra["rpo_alpha"]["deprecated"] = True
     for key, schema in extra.items():
         properties.setdefault(key, schema)
+    _add_engine_schedulers(properties)
     return {"properties": properties, "additionalProperties": False}
+
+
+def _add_engine_schedulers(properties: dict[str, Any]) -> None:
+    """The schedulers the engine builds itself (train/schedulers.py) are lr_scheduler_type values too."""
+    scheduler, kwargs = properties.get("lr_scheduler_type"), properties.get("lr_scheduler_kwargs")
+    if scheduler is None or "enum" not in scheduler:
+        return
+    scheduler["enum"] = [*scheduler["enum"], *ENGINE_SCHEDULERS]
+    scheduler["description"] = (
+        f"{scheduler.get('description', '')} The engine's own: plateau-with-warmup (VectorLM's: linear warmup, then "
+        "ReduceLROnPlateau on eval_loss) and one_cycle (torch's OneCycleLR over the run: peak learning_rate, "
+        "pct_start the warmup's share)."
+    ).strip()
+    if kwargs is not None:
+        kwargs["description"] = (
+            f"{kwargs.get('description', '')} one_cycle: {', '.join(ONE_CYCLE_SETTINGS)}. cosine: num_cycles, and "
+            "the engine's min_lr_ratio (decay to that share of learning_rate), constant_lr_ratio (reach it at that "
+            "share of the steps, then stay), quadratic_warmup (axolotl's cosine_min_lr_ratio, "
+            "cosine_constant_lr_ratio, lr_quadratic_warmup). plateau-with-warmup: ReduceLROnPlateau's factor, "
+            "patience, threshold, threshold_mode, cooldown, min_lr, eps."
+        ).strip()
 
 
 def _field_schema(field: FieldInfo, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator,
 
 from finetuning.config._base import DirectoryName, Int, StrictModel
 
-LengthHandling = Literal["filter", "truncate"]
+LengthHandling = Literal["filter", "truncate", "error"]
 PackingStrategy = Literal["bfd", "chunk"]
 CHUNK_ONLY = ("overlap", "per_example")
 
@@ -77,13 +77,15 @@ class SFTArguments(StrictModel):
     max_seq_length: Int = Field(
         2048,
         ge=1,
-        description="Maximum input sequence length; longer examples are dropped or truncated (see length_handling).",
+        description="Maximum input sequence length; longer examples are dropped, truncated or refused (length_handling).",
     )
     length_handling: LengthHandling = Field(
         "filter",
         description=(
             "What happens to examples longer than max_seq_length: 'filter' drops them, 'truncate' keeps their first "
-            "max_seq_length tokens (labels cut the same way). Either way the run summary counts them."
+            "max_seq_length tokens (labels cut the same way); either way the run summary counts them. 'error': any "
+            "is a data error before training, listing the first 20 by file:line (axolotl's excess_length_strategy: "
+            "raise)."
         ),
     )
     save_name_if_new_basemodel: DirectoryName = Field(

@@ -136,6 +136,12 @@ PLATEAU_DEFAULTS = {
 }
 
 
+def unknown_setting_problem(where: str, key: str, scheduler: str, settings) -> str:
+    """`...lr_scheduler_kwargs.<key>: not a setting of <scheduler>` with a did-you-mean, else the settings it has."""
+    hint = did_you_mean(str(key), settings) or f"; expected some of {', '.join(settings)}"
+    return f"{where}: not a setting of {scheduler}{hint}"
+
+
 def plateau_problems(args: dict[str, Any]) -> list[str]:
     """plateau-with-warmup steps on the evaluation loss: it needs evaluations, and its kwargs are ReduceLROnPlateau's.
     (Validation data of type NONE with an eval_strategy is refused by the experiment config itself.)"""
@@ -153,8 +159,7 @@ def plateau_problems(args: dict[str, Any]) -> list[str]:
     for key, value in kwargs.items():
         where = f"training_args.lr_scheduler_kwargs.{key}"
         if key not in PLATEAU_DEFAULTS:
-            hint = did_you_mean(str(key), PLATEAU_DEFAULTS) or f"; expected some of {', '.join(PLATEAU_DEFAULTS)}"
-            problems.append(f"{where}: not a setting of {PLATEAU_WITH_WARMUP}{hint}")
+            problems.append(unknown_setting_problem(where, key, PLATEAU_WITH_WARMUP, PLATEAU_DEFAULTS))
         elif key == "threshold_mode":
             if value not in ("rel", "abs"):
                 problems.append(f"{where}: must be rel or abs, got {value!r}")
@@ -163,6 +168,72 @@ def plateau_problems(args: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: must be {kind} >= 0, got {value!r}")
         elif key == "factor" and value >= 1:
             problems.append(f"{where}: must be below 1 (the rate is multiplied by it), got {value}")
+    return problems
+
+
+# torch's OneCycleLR over the run (train/schedulers.py): max_lr is training_args.learning_rate and total_steps the
+# run's optimizer steps; pct_start defaults to the warmup's share of them. What lr_scheduler_kwargs may set, as
+# value kinds (see `_kind_problem`).
+ONE_CYCLE = "one_cycle"
+ONE_CYCLE_SETTINGS = {
+    "div_factor": "positive",  # initial rate = learning_rate / div_factor (torch default 25; axolotl lr_div_factor)
+    "final_div_factor": "positive",  # final rate = initial rate / final_div_factor (torch default 1e4)
+    "pct_start": "fraction",
+    "anneal_strategy": ("cos", "linear"),
+    "three_phase": "bool",
+    "cycle_momentum": "bool",  # torch default true: Adam's beta1 cycles between max_momentum and base_momentum
+    "base_momentum": "fraction",
+    "max_momentum": "fraction",
+}
+# `cosine` with these lr_scheduler_kwargs is built by the engine (axolotl's cosine_min_lr_ratio,
+# cosine_constant_lr_ratio, lr_quadratic_warmup); num_cycles is the library cosine's own setting.
+COSINE_EXTENSIONS = ("min_lr_ratio", "constant_lr_ratio", "quadratic_warmup")
+COSINE_SETTINGS = {
+    "num_cycles": "positive",
+    "min_lr_ratio": "fraction",
+    "constant_lr_ratio": "fraction",
+    "quadratic_warmup": "bool",
+}
+# Schedulers the engine builds itself, and the library's name that stands in for each while the installed
+# TrainingArguments checks the other arguments (and while the trainer arguments object is built).
+ENGINE_SCHEDULERS = {**dict.fromkeys(PLATEAU_SPELLINGS, "reduce_lr_on_plateau"), ONE_CYCLE: "cosine"}
+
+
+def _kind_problem(where: str, value: Any, kind) -> str | None:
+    """A setting's value against its kind: a tuple of choices, bool, positive (> 0) or fraction (0 to 1)."""
+    if isinstance(kind, tuple):
+        return None if value in kind else f"{where}: must be one of {', '.join(kind)}, got {value!r}"
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{where}: must be true or false, got {value!r}"
+    if kind == "positive":
+        return None if is_number(value) and value > 0 else f"{where}: must be a number greater than 0, got {value!r}"
+    if is_number(value) and 0 <= value <= 1:
+        return None
+    return f"{where}: must be a number from 0 to 1, got {value!r}"
+
+
+def engine_scheduler_problems(args: dict[str, Any]) -> list[str]:
+    """lr_scheduler_kwargs of one_cycle and cosine checked key by key (the library would fail mid-run, or never);
+    the cosine extensions given to another scheduler are refused (it would never read them)."""
+    name = args.get("lr_scheduler_type", "linear")
+    kwargs = args.get("lr_scheduler_kwargs") or {}
+    if name in PLATEAU_SPELLINGS:
+        return plateau_problems(args)
+    if name not in (ONE_CYCLE, "cosine"):
+        stray = [key for key in COSINE_EXTENSIONS if isinstance(kwargs, dict) and key in kwargs]
+        return [
+            f"training_args.lr_scheduler_kwargs.{key}: applies to lr_scheduler_type cosine, not {name}" for key in stray
+        ]
+    if not isinstance(kwargs, dict):
+        return [] if name == "cosine" else [f"training_args.lr_scheduler_kwargs: must be a mapping for {ONE_CYCLE}"]
+    settings = ONE_CYCLE_SETTINGS if name == ONE_CYCLE else COSINE_SETTINGS
+    problems = []
+    for key, value in kwargs.items():
+        where = f"training_args.lr_scheduler_kwargs.{key}"
+        if key not in settings:
+            problems.append(unknown_setting_problem(where, key, name, settings))
+        elif (problem := _kind_problem(where, value, settings[key])) is not None:
+            problems.append(problem)
     return problems
 
 
@@ -183,14 +254,16 @@ def process_training_args(args: dict[str, Any], fields: FieldTable | type) -> Tr
     for key in _NO_STRATEGY_KEYS:
         if args.get(key) is False:
             args[key] = "no"
-    # plateau-with-warmup is ours, not the installed library's: checked as its stand-in there (train/schedulers.py)
-    plateau = args.get("lr_scheduler_type") in PLATEAU_SPELLINGS
-    if plateau:
-        args["lr_scheduler_type"] = "reduce_lr_on_plateau"
+    # plateau-with-warmup and one_cycle are ours, not the installed library's: checked as their stand-ins there
+    # (train/schedulers.py)
+    scheduler = args.get("lr_scheduler_type")
+    stand_in = ENGINE_SCHEDULERS.get(scheduler) if isinstance(scheduler, str) else None
+    if stand_in is not None:
+        args["lr_scheduler_type"] = stand_in
     problems.extend(check_dataclass_kwargs(args, table, "training_args", trl_key_hints(valid)))
-    if plateau:
-        args["lr_scheduler_type"] = PLATEAU_WITH_WARMUP
-        problems.extend(plateau_problems(args))
+    if stand_in is not None:
+        args["lr_scheduler_type"] = PLATEAU_WITH_WARMUP if scheduler in PLATEAU_SPELLINGS else scheduler
+    problems.extend(engine_scheduler_problems(args))
     problems.extend(range_problems(args))
     problems.extend(loss_type_problems(args, table))
     for key in [k for k in args if k not in valid]:

@@ -11,18 +11,26 @@ config as from an axolotl one. The kinds:
 - `{"text": ...}`: raw text for continued pre-training: no template, every token trained.
 - `{"input_ids", "labels"}`: rows tokenized already (format `tokenized`, e.g. what data_conf.preprocess writes):
   trained as given; labels None means every token is trained.
+- DPO/KTO rows (`prompt_messages`, `chosen_messages`, ...; data/preference.py): the native preference rows, as
+  written (format messages) or converted from the preference formats (data/preference_formats.py).
+
+A dataset entry's `columns` and `roles` rename the fields and role names of chat-like and preference formats
+(data/message_fields.py), and `data_conf.default_system_message` starts each conversation that has no system
+message: `Conversion` holds all of it for one entry.
 """
 
 from __future__ import annotations
 
-from ..errors import UserError, did_you_mean, did_you_mean_or_choices
+import re
+from collections.abc import Mapping
+
+from ..config.data_rows import COLUMN_DEFAULTS
+from ..errors import UserError, did_you_mean
+from . import preference_formats
+from .message_fields import MessageFields, json_type
 from .tokenize import IGNORE_INDEX
 
-
-def json_type(value) -> str:
-    """The JSON name of a parsed value's type (what the user wrote), not Python's."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+__all__ = ["Conversion", "conversion_of", "json_type"]
 
 
 ALPACA_PROMPT_WITH_INPUT = (
@@ -34,8 +42,6 @@ ALPACA_PROMPT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
-# sharegpt speakers → our roles (human/gpt as written by ShareGPT; user/assistant as many exports write them)
-SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
 
 
 def _missing(row: dict, key: str) -> str:
@@ -78,28 +84,6 @@ def oasst_texts(row: dict) -> dict:
 
 def oasst_problem(row: dict) -> str | None:
     return _text_problem(row, "INSTRUCTION") or _text_problem(row, "RESPONSE")
-
-
-def sharegpt_messages(row: dict) -> list[dict]:
-    """sharegpt `{conversations: [{from: system|human|gpt, value}]}`: human → user, gpt → assistant."""
-    return [{"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]} for turn in row["conversations"]]
-
-
-def sharegpt_problem(row: dict) -> str | None:
-    turns = row.get("conversations")
-    if "conversations" not in row:
-        return _missing(row, "conversations")
-    if not isinstance(turns, list) or not turns:
-        return "'conversations' must be a non-empty list of {from, value} turns"
-    for index, turn in enumerate(turns):
-        where = f"conversations[{index}]"
-        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
-            return f"{where} must be an object with 'from' and 'value'"
-        if turn["from"] not in SHAREGPT_ROLES:
-            return f"{where}.from is {turn['from']!r}{did_you_mean_or_choices(str(turn['from']), SHAREGPT_ROLES)}"
-        if not isinstance(turn["value"], str):
-            return f"{where}.value must be a string, got {json_type(turn['value'])}"
-    return None
 
 
 def prompt_completion_row(row: dict) -> dict:
@@ -167,40 +151,125 @@ def tokenized_row(row: dict) -> dict:
     return {"input_ids": row["input_ids"], "labels": row.get("labels")}
 
 
-# format → (its row problem, its converter to a row kind)
+# format → (its row problem, its converter to a row kind); `text`, mapped message lists and preference rows below
 CONVERTERS = {
     "alpaca": (alpaca_problem, alpaca_texts),
     "oasst": (oasst_problem, oasst_texts),
-    "sharegpt": (sharegpt_problem, lambda row: {"messages": sharegpt_messages(row)}),
     "prompt_completion": (prompt_completion_problem, prompt_completion_row),
     "tokenized": (tokenized_problem, tokenized_row),
 }
+# preference formats → (row problem, converter), each given the entry's columns (data/preference_formats.py)
+PREFERENCE_CONVERTERS = {
+    "prompt_chosen_rejected": (
+        preference_formats.prompt_chosen_rejected_problem,
+        preference_formats.prompt_chosen_rejected_row,
+    ),
+    "prompt_completion_label": (
+        preference_formats.prompt_completion_label_problem,
+        preference_formats.prompt_completion_label_row,
+    ),
+}
 TOKENIZED_COLUMNS = ("input_ids", "labels")
 PROMPT_TEXT_COLUMNS = ("prompt_text", "completion_text")
+PLAIN_TEXT_FORMATS = ("text", "alpaca", "oasst", "tokenized")
 
 
-def format_problem(row: dict, row_format: str) -> str | None:
-    """What keeps a row of `row_format` from being converted, or None (messages rows are checked as messages)."""
-    if row_format == "text":
-        return text_problem(row)
-    return CONVERTERS[row_format][0](row) if row_format in CONVERTERS else None
+class Conversion:
+    """How the rows of one dataset entry become pipeline rows: its format with the entry's `columns` and `roles`,
+    and the data section's `default_system_message`. A format's own problems are found in the row as written (the
+    user's field names); the converted row is then checked by the method (messages, pairs), and problems found
+    there name the user's fields too (`in_user_terms`)."""
+
+    def __init__(
+        self,
+        row_format: str,
+        columns: Mapping[str, str] | None = None,
+        roles: Mapping[str, list[str]] | None = None,
+        system_message: str | None = None,
+    ):
+        self.format, self.columns, self.roles = row_format, dict(columns or {}), roles
+        self.system_message = system_message
+        mapped = row_format == "sharegpt" or (row_format == "messages" and bool(columns or roles))
+        self.fields = MessageFields.of(row_format, self.columns, roles) if mapped else None
+        pairs = row_format == "messages_chosen_rejected"
+        self.pairs = preference_formats.MessagePairs(self.columns, roles) if pairs else None
+
+    def problem(self, row: dict) -> str | None:
+        """What keeps the row from being converted, or None (native rows are checked as they are, by the method)."""
+        if self.format == "text":
+            return text_problem(row)
+        if self.fields is not None:
+            field = self.fields.messages
+            return _missing(row, field) if field not in row else self.fields.list_problem(row[field], field)
+        if self.pairs is not None:
+            return self.pairs.problem(row)
+        if self.format in PREFERENCE_CONVERTERS:
+            return PREFERENCE_CONVERTERS[self.format][0](row, self.columns)
+        return CONVERTERS[self.format][0](row) if self.format in CONVERTERS else None
+
+    def convert(self, row: dict) -> dict:
+        """The (valid) row as the pipeline reads it: `{"messages"}`, `{"prompt_text", "completion_text"}`,
+        `{"text"}`, `{"input_ids", "labels"}` or a native preference row (module docstring)."""
+        if self.format == "text":
+            return {"text": row["text"]}
+        if self.fields is not None:
+            return {"messages": self.fields.read(row[self.fields.messages])}
+        if self.pairs is not None:
+            return self.pairs.row(row)
+        if self.format in PREFERENCE_CONVERTERS:
+            return PREFERENCE_CONVERTERS[self.format][1](row, self.columns)
+        return CONVERTERS[self.format][1](row) if self.format in CONVERTERS else row
+
+    def plain_text(self, row: dict) -> bool:
+        """Whether the (valid) row is tokenised without a chat template, so no conversation check applies to it."""
+        if self.format in PLAIN_TEXT_FORMATS:
+            return True
+        return (
+            self.format == "prompt_completion" and isinstance(row["prompt"], str) and isinstance(row["completion"], str)
+        )
+
+    def with_system_message(self, row: dict) -> dict:
+        """The converted row with `default_system_message` first in its conversation (a preference row's prompt),
+        unless that starts with a system message already; rows without a conversation as they are."""
+        if not self.system_message:
+            return row
+        for key in ("messages", "prompt_messages"):
+            messages = row.get(key)
+            if isinstance(messages, list):
+                if messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
+                    return row
+                return {**row, key: [{"role": "system", "content": self.system_message}, *messages]}
+        return row
+
+    def in_user_terms(self, problem: str, row: dict) -> str:
+        """A problem of the converted row, with its lists named as the fields of the row as written."""
+        if self.fields is not None:
+            names = {"messages": self.fields.messages}
+        elif self.pairs is not None:
+            names = self.pairs.user_names(row)
+        elif self.format in PREFERENCE_CONVERTERS:
+            fields = {**COLUMN_DEFAULTS[self.format], **self.columns}
+            names = {
+                f"{part}_messages": fields[part]
+                for part in ("prompt", "chosen", "rejected", "completion")
+                if part in fields
+            }
+        else:
+            return problem
+        for native, written in names.items():
+            problem = re.sub(rf"(?<![\w]){native}(?=[\['])", written, problem)
+        return problem
+
+    def describe(self) -> dict:
+        """What decides the converted rows, as JSON (the checks' outcome is kept under it: readers.data_problems)."""
+        return {"format": self.format, "columns": self.columns, "roles": self.roles, "system": self.system_message}
 
 
-def converted_row(row: dict, row_format: str) -> dict:
-    """The row as the pipeline reads it: `{"messages": [...]}`, `{"prompt_text", "completion_text"}`, or
-    `{"text": ...}` for raw text (module docstring)."""
-    if row_format == "text":
-        return {"text": row["text"]}
-    if row_format in CONVERTERS:
-        return CONVERTERS[row_format][1](row)
-    return row
-
-
-def is_plain_text(row: dict, row_format: str) -> bool:
-    """Whether the (valid) row is tokenised without a chat template, so no conversation check applies to it."""
-    if row_format in ("text", "alpaca", "oasst", "tokenized"):
-        return True
-    return row_format == "prompt_completion" and isinstance(row["prompt"], str) and isinstance(row["completion"], str)
+def conversion_of(entry, system_message: str | None = None) -> Conversion:
+    """The Conversion of a config dataset entry (a bare path: messages rows)."""
+    columns = getattr(entry, "columns", None)
+    given = columns.model_dump(exclude_none=True) if columns is not None else {}
+    return Conversion(getattr(entry, "format", "messages"), given, getattr(entry, "roles", None), system_message)
 
 
 def entry_columns(row_format: str, columns: tuple[str, ...]) -> tuple[str, ...]:

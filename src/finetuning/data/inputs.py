@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .arrow_rows import ArrowRows, example_places, origin_label
 from .readers import DataError, data_problems, file_digest, forget_read_files, scan_rows
 
 if TYPE_CHECKING:  # datasets (and pandas) load only when data is turned into datasets, not for the checks
@@ -39,6 +40,7 @@ class DataReport:
     packed_train_rows: int | None = None  # with sft_args.packing: rows the training examples were packed into
     packed_eval_rows: int | None = None  # ... and the validation examples (None: not packed)
     packing_efficiency: float | None = None  # real tokens / token slots (packed rows × max_seq_length)
+    deduplicated: dict[str, int] = field(default_factory=dict)  # filled only with data_conf.deduplicate
 
 
 def _path_keys(data_input, where: str | None) -> list[str] | None:
@@ -47,57 +49,39 @@ def _path_keys(data_input, where: str | None) -> list[str] | None:
 
 
 def read_input(
-    data_input, row_problem: Callable[[dict], str | None], columns: tuple[str, ...], where: str | None = None
+    data_input,
+    row_problem: Callable[[dict], str | None],
+    columns: tuple[str, ...],
+    where: str | None = None,
+    data_conf=None,
+    report: DataReport | None = None,
 ) -> list[Dataset]:
-    """Validate and load every dataset entry of a data input, one dataset per entry (its rows converted to
-    `messages` rows by its format, data/formats.py); the problems of all entries in one DataError.
+    """Validate and load every dataset entry of a data input, one dataset per entry (its rows converted by its
+    format, data/formats.py); the problems of all entries in one DataError. `data_conf` brings the settings every
+    entry's rows share: the default system message, and deduplication (counted in `report`).
 
-    Only `columns` are kept: optional metadata keys differ between files and would block concatenation. A `text`
-    entry keeps its one `text` column: each entry is tokenised on its own, before the mix. Rows go into Arrow
-    batch by batch as they are read, so a file's rows never exist all at once as Python objects.
+    Only `columns` are kept (and each row's line, SOURCE_LINE): optional metadata keys differ between files and
+    would block concatenation. A `text` entry keeps its one `text` column: each entry is tokenised on its own,
+    before the mix. Rows go into Arrow batch by batch as they are read, so a file's rows never exist all at once as
+    Python objects.
     """
     keys = _path_keys(data_input, where) or [None] * len(data_input.datasets)
-    parts, problems = [], []
+    system_message = getattr(data_conf, "default_system_message", None)
+    deduplicate = bool(getattr(data_conf, "deduplicate", False))
+    parts, problems, duplicates = [], [], 0
     for entry, key in zip(data_input.datasets, keys, strict=True):
-        rows = ArrowRows(_columns(entry, columns))
-        problems += scan_rows(entry, row_problem, key, rows.add)
-        parts.append(rows.dataset())
+        rows = ArrowRows(_columns(entry, columns), deduplicate)
+        problems += scan_rows(entry, row_problem, key, rows.add, system_message)
+        parts.append(rows.dataset(origin_label(entry)))
+        duplicates += rows.duplicates
     if problems:
         raise DataError(problems)
+    if deduplicate and report is not None:
+        what = "validation" if where and where.endswith("validation_data") else "training"
+        report.deduplicated[what] = report.deduplicated.get(what, 0) + duplicates
+        if duplicates:
+            logger.info("%s data: dropped %d exact duplicate rows (data_conf.deduplicate)", what, duplicates)
     return parts
-
-
-class ArrowRows:
-    """Rows gathered into Arrow tables of BATCH_ROWS rows as they come (only `columns` of each), then one dataset."""
-
-    BATCH_ROWS = 2000
-
-    def __init__(self, columns: tuple[str, ...]):
-        self.columns, self.pending, self.tables = columns, [], []
-
-    def add(self, row: dict) -> None:
-        self.pending.append(row)
-        if len(self.pending) >= self.BATCH_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self.pending:
-            columns = {column: [row.get(column) for row in self.pending] for column in self.columns}
-            self.tables.append(pa.Table.from_pydict(columns))
-            self.pending = []
-
-    def dataset(self) -> Dataset:
-        """The rows so far as one in-memory dataset; a column all null in one batch takes the type of the others."""
-        import pyarrow as pa
-        from datasets import Dataset
-        from datasets.table import InMemoryTable
-
-        self._flush()
-        if not self.tables:
-            return Dataset.from_dict({column: [] for column in self.columns})
-        return Dataset(InMemoryTable(pa.concat_tables(self.tables, promote_options="permissive")))
 
 
 def _columns(entry, columns: tuple[str, ...]) -> tuple[str, ...]:
@@ -174,7 +158,7 @@ def input_problems(data_conf, row_problem: Callable[[dict], str | None], check: 
     inputs = _listed_inputs(data_conf)
     paths = [dataset for _, data_input in inputs for dataset in data_input.datasets]
     keys = [key for where, data_input in inputs for key in _path_keys(data_input, where)]
-    return data_problems(paths, row_problem, keys, check)
+    return data_problems(paths, row_problem, keys, check, getattr(data_conf, "default_system_message", None))
 
 
 # Raised whenever the pipeline orders, splits or mixes examples differently from the same inputs (2: AUTO_SPLIT per
@@ -192,8 +176,9 @@ def data_fingerprint(data_conf, settings: dict) -> str:
     import json
 
     digest = hashlib.sha256()
-    # where the tokenized data is cached changes no example (data/cache.py)
-    described = [PIPELINE_VERSION, data_conf.model_dump(mode="json", exclude={"prepared_path"}), settings]
+    # where the tokenized data is cached, and by how many processes it is tokenized, changes no example
+    unchanging = {"prepared_path", "num_preprocess_workers"}
+    described = [PIPELINE_VERSION, data_conf.model_dump(mode="json", exclude=unchanging), settings]
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     for _, data_input in _listed_inputs(data_conf):
         for dataset in data_input.datasets:
@@ -233,6 +218,50 @@ def drop_too_long(parts: list[Dataset], max_length: int, what: str, report: Data
             f"raise {setting} or shorten the examples"
         )
     return kept
+
+
+def refuse_too_long(
+    parts: list[Dataset], max_length: int, what: str, setting: str, sources: list[Dataset] | None = None
+) -> list[Dataset]:
+    """`length_handling: error`: any example whose `length` exceeds `max_length` is a DataError, which lists the
+    first MAX_REPORTED_PROBLEMS of them by `path:line` (from `sources`, the datasets `read_input` returned, one per
+    part) or else by their row in the tokenized data. Nothing too long: the parts as they are."""
+    import pyarrow.compute as pc
+
+    from .readers import MAX_REPORTED_PROBLEMS
+
+    found: list[str] = []
+    total = 0
+    for index, part in enumerate(parts):
+        lengths = part.select_columns(["length"]).with_format("arrow")
+        rows, offset = [], 0
+        for batch in lengths.iter(batch_size=10_000):
+            too_long = pc.indices_nonzero(pc.greater(batch["length"], max_length)).to_pylist()
+            rows += [offset + row for row in too_long]
+            offset += len(batch)
+        total += len(rows)
+        shown = rows[: max(MAX_REPORTED_PROBLEMS - len(found), 0)]
+        places = example_places(sources[index] if sources else None, shown)
+        for row, place in zip(shown, places, strict=True):
+            tokens = part[row]["length"]
+            found.append(f"{place or f'{what} data: tokenized row {row}'}: {tokens} tokens")
+    if not total:
+        return parts
+    more = [f"... and {total - len(found)} more"] if total > len(found) else []
+    raise DataError(
+        [
+            f"{setting}: {total} {what} examples are longer than {max_length} tokens and sft_args.length_handling is "
+            "'error'; shorten them, raise the limit, or set length_handling: filter (drop them) or truncate",
+            *found,
+            *more,
+        ]
+    )
+
+
+def preprocess_workers(flag: int | None, data_conf) -> int | None:
+    """The processes that tokenize: the `--num-preprocess-workers` flag when given, else
+    data_conf.num_preprocess_workers."""
+    return flag if flag is not None else getattr(data_conf, "num_preprocess_workers", None)
 
 
 def truncate_too_long(

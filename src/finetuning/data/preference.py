@@ -16,6 +16,7 @@ from .inputs import (
     drop_too_long,
     input_problems,
     prepare_splits,
+    preprocess_workers,
     read_input,
     sum_over_batches,
     tokenize_each,
@@ -160,12 +161,13 @@ def build_dpo_datasets(
     from .cache import cached_datasets
 
     settings = {"max_length": max_length, "max_prompt_length": max_prompt_length}
+    workers = preprocess_workers(num_proc, data_conf)
     return cached_datasets(
         "dpo",
         data_conf,
         settings,
         tokenizer,
-        lambda: tokenize_dpo_datasets(data_conf, max_length, max_prompt_length, tokenizer, num_proc),
+        lambda: tokenize_dpo_datasets(data_conf, max_length, max_prompt_length, tokenizer, workers),
     )
 
 
@@ -182,7 +184,9 @@ def tokenize_dpo_datasets(
 
     row_problem = preference_row_checker("dpo", data_conf, tokenizer)
     train, evaluation = prepare_splits(
-        data_conf, lambda data_input, where: read_input(data_input, row_problem, PAIR_KEYS, where), process
+        data_conf,
+        lambda data_input, where: read_input(data_input, row_problem, PAIR_KEYS, where, data_conf, report),
+        process,
     )
     _fill_report(report, train, evaluation, ("chosen_ids", "rejected_ids"))
     return train.remove_columns("length"), None if evaluation is None else evaluation.remove_columns("length"), report
@@ -228,7 +232,9 @@ def build_kto_datasets(data_conf, tokenizer, seed: int) -> tuple[Dataset, Datase
 
     row_problem = preference_row_checker("kto", data_conf, tokenizer)
     train, evaluation = prepare_splits(
-        data_conf, lambda data_input, where: read_input(data_input, row_problem, KTO_COLUMNS, where), process
+        data_conf,
+        lambda data_input, where: read_input(data_input, row_problem, KTO_COLUMNS, where, data_conf, report),
+        process,
     )
     train = train.shuffle(seed=seed).flatten_indices()
     report.train_examples, report.eval_examples = len(train), 0 if evaluation is None else len(evaluation)

@@ -10,12 +10,12 @@ from pathlib import Path
 from ..errors import UserError, did_you_mean_or_choices
 from ..paths import resolve_user_path
 from . import sources
-from .formats import converted_row, format_problem, is_plain_text, json_type
+from .formats import Conversion, conversion_of, json_type
+from .message_fields import ROLES_WITH_TEXT
 
 ROLES = ("system", "user", "assistant")
-# Roles whose text must not be empty: an empty turn trains the model to answer nothing (or to nothing).
-ROLES_WITH_TEXT = ("user", "assistant")
 MAX_REPORTED_PROBLEMS = 20
+SYSTEM_MESSAGE_ADDED = " (with data_conf.default_system_message put first)"
 
 
 class DataError(UserError):
@@ -252,7 +252,7 @@ def file_digest(entry) -> str | None:
     return read_file(entry).digest
 
 
-def _label(entry) -> str:
+def row_label(entry) -> str:
     """How row problems name the source: the resolved path, or a Hub id as written."""
     source = sources.as_source(entry)
     return source.path if sources.kind(source) == "hub" else str(resolve_user_path(source.path))
@@ -262,14 +262,20 @@ def _label(entry) -> str:
 
 
 def scan_rows(
-    entry, row_problem: Callable[[dict], str | None], key: str | None = None, keep: Callable[[dict], None] | None = None
+    entry,
+    row_problem: Callable[[dict], str | None],
+    key: str | None = None,
+    keep: Callable[[dict, int], None] | None = None,
+    system_message: str | None = None,
 ) -> list[str]:
-    """Walk one dataset entry's rows once: every problem found is returned, every good row (converted to the
-    `messages` format, or a `{"text"}` row for the text format; see data/formats.py) handed to `keep` as it is
-    read, so that the caller decides what to hold. A problem with the whole file names the config key when the
-    caller knows it (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem`
-    (`path: row N: problem` for sources without lines)."""
-    read, path, row_format = read_file(entry), _label(entry), sources.row_format(entry)
+    """Walk one dataset entry's rows once: every problem found is returned, every good row (converted by the entry's
+    format, with `system_message` first in its conversation when it has none; see data/formats.py) handed to
+    `keep` with its line (row index for sources without lines) as it is read, so that the caller decides what to
+    hold. A problem with the whole file names the config key when the caller knows it
+    (`data_conf.training_data.datasets[0].path`); every bad row is `path:line: problem` (`path: row N: problem`
+    for sources without lines)."""
+    read, path = read_file(entry), row_label(entry)
+    conversion = conversion_of(entry, system_message)
     if read.problem is not None:
         return [f"{key}: {read.problem}" if key else read.problem]
     problems, good = [], 0
@@ -279,12 +285,12 @@ def scan_rows(
             problems.append(f"{where}: {value}")
         elif not isinstance(value, dict):
             problems.append(f"{where}: each row must be a JSON object, got {json_type(value)}")
-        elif (problem := _row_problem(value, row_format, row_problem)) is not None:
-            problems.append(f"{where}: {problem}")
+        elif isinstance(checked := _checked(value, conversion, row_problem), str):
+            problems.append(f"{where}: {checked}")
         else:
             good += 1
             if keep is not None:
-                keep(converted_row(value, row_format))
+                keep(checked, line)
         if len(problems) >= MAX_REPORTED_PROBLEMS:
             problems.append(f"{path}: stopped after {MAX_REPORTED_PROBLEMS} problems")
             break
@@ -294,11 +300,22 @@ def scan_rows(
     return problems
 
 
-def _row_problem(row: dict, row_format: str, row_problem: Callable[[dict], str | None]) -> str | None:
-    """The format's problem with the row, then (chat-like formats) the problem with the conversation it becomes."""
-    if (problem := format_problem(row, row_format)) is not None or is_plain_text(row, row_format):
+def _checked(row: dict, conversion: Conversion, row_problem: Callable[[dict], str | None]) -> dict | str:
+    """The converted row, or its problem: the format's own (in the row's field names), then (chat-like rows) the
+    conversation's as the method checks it. A default system message is put first only into a good conversation,
+    and checked again there (a template may refuse system messages), so that any other problem keeps the indices of
+    the row as written."""
+    if (problem := conversion.problem(row)) is not None:
         return problem
-    return row_problem(converted_row(row, row_format))
+    converted = conversion.convert(row)
+    if conversion.plain_text(row):
+        return converted
+    if (problem := row_problem(converted)) is not None:
+        return conversion.in_user_terms(problem, row)
+    with_system = conversion.with_system_message(converted)
+    if with_system is not converted and (problem := row_problem(with_system)) is not None:
+        return conversion.in_user_terms(problem, row) + SYSTEM_MESSAGE_ADDED
+    return with_system
 
 
 def read_checked(
@@ -308,27 +325,38 @@ def read_checked(
     format (or `{"text"}` rows for the text format), as a list: for small files (evaluation prompts); the data
     pipeline walks its files with `scan_rows`, which keeps no list."""
     rows: list[dict] = []
-    return rows, scan_rows(entry, row_problem, key, rows.append)
+    return rows, scan_rows(entry, row_problem, key, lambda row, _: rows.append(row))
 
 
 def data_problems(
-    paths: list, row_problem: Callable[[dict], str | None], keys: list[str] | None = None, check: tuple | None = None
+    paths: list,
+    row_problem: Callable[[dict], str | None],
+    keys: list[str] | None = None,
+    check: tuple | None = None,
+    system_message: str | None = None,
 ) -> list[str]:
     """The problems of several data files, all of them (the check `finetuning validate` and the pre-flight run);
     `keys` are the config keys that name the files, for problems with a whole file. `check` names what `row_problem`
-    checks (e.g. the template and mask mode): then the outcome is kept on disk for these exact file bytes
-    (checks_cache.py), so an unchanged file is not parsed again by the next run's checks."""
+    checks (e.g. the template and mask mode): then the outcome is kept on disk for these exact file bytes and their
+    conversion (checks_cache.py), so an unchanged file is not parsed again by the next run's checks."""
     keys = keys or [None] * len(paths)
 
     def problems() -> list[str]:
-        return [found for path, key in zip(paths, keys, strict=True) for found in scan_rows(path, row_problem, key)]
+        return [
+            found
+            for path, key in zip(paths, keys, strict=True)
+            for found in scan_rows(path, row_problem, key, system_message=system_message)
+        ]
 
     reads = [read_file(path) for path in paths]
     if check is None or any(read.digest is None or read.problem is not None for read in reads):
         return problems()
     from ..checks_cache import cached_outcome
 
-    files = [(read.digest, _label(path), sources.row_format(path)) for read, path in zip(reads, paths, strict=True)]
+    files = [
+        (read.digest, row_label(path), conversion_of(path, system_message).describe())
+        for read, path in zip(reads, paths, strict=True)
+    ]
     return cached_outcome("data-rows", [list(check), files, keys], problems)
 
 

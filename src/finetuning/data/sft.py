@@ -17,7 +17,9 @@ from .inputs import (
     drop_too_long,
     input_problems,
     prepare_splits,
+    preprocess_workers,
     read_input,
+    refuse_too_long,
     sum_over_batches,
     tokenize_each,
     truncate_too_long,
@@ -78,10 +80,15 @@ def _tokenize(dataset: Dataset, tokenizer, markers: Markers | None, num_proc: in
     )
 
 
-def limit_length(parts: list[Dataset], sft_args, what: str, report: DataReport) -> list[Dataset]:
-    """`sft_args.length_handling`: drop (filter) or cut (truncate) the examples longer than max_seq_length."""
+def limit_length(
+    parts: list[Dataset], sft_args, what: str, report: DataReport, sources: list[Dataset] | None = None
+) -> list[Dataset]:
+    """`sft_args.length_handling`: drop (filter), cut (truncate) or refuse (error) the examples longer than
+    max_seq_length; `sources` (the files' rows as read, one per part) let the refusal name file and line."""
     if sft_args.length_handling == "truncate":
         return truncate_too_long(parts, sft_args.max_seq_length, what, report, SETTING, ("input_ids", "labels"))
+    if sft_args.length_handling == "error":
+        return refuse_too_long(parts, sft_args.max_seq_length, what, SETTING, sources)
     return drop_too_long(parts, sft_args.max_seq_length, what, report, SETTING)
 
 
@@ -106,12 +113,13 @@ def build_sft_datasets(
     from .cache import cached_datasets
 
     settings = {"sft_args": sft_args.model_dump(mode="json"), "markers": markers and dataclasses.asdict(markers)}
+    workers = preprocess_workers(num_proc, data_conf)
     return cached_datasets(
         "sft",
         data_conf,
         settings,
         tokenizer,
-        lambda: tokenize_sft_datasets(data_conf, sft_args, tokenizer, markers, num_proc),
+        lambda: tokenize_sft_datasets(data_conf, sft_args, tokenizer, markers, workers),
     )
 
 
@@ -126,12 +134,13 @@ def tokenize_sft_datasets(
 
     def process(parts: list[Dataset], what: str) -> list[Dataset]:
         tokenized = [_tokenize(part, tokenizer, markers, num_proc, what) for part in parts]
-        return limit_length(tokenized, sft_args, what, report)
+        return limit_length(tokenized, sft_args, what, report, parts)
+
+    def read(data_input, where: str) -> list[Dataset]:
+        return read_input(data_input, row_problem, ("messages",), where, data_conf, report)
 
     row_problem = sft_row_checker(data_conf, completions_only, tokenizer)
-    train, evaluation = prepare_splits(
-        data_conf, lambda data_input, where: read_input(data_input, row_problem, ("messages",), where), process
-    )
+    train, evaluation = prepare_splits(data_conf, read, process)
 
     if completions_only:
         report.without_assistant_marker = sum_over_batches(

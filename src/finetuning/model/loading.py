@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..paths import resolve_user_path
 from ..train.distributed import local_rank
+from .config_overrides import ROPE_KEYS, config_override_kwargs, config_override_problems
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +148,14 @@ def pickle_adapter_problems(name_or_path: str, model_args, key: str, args_key: s
 
 
 def check_model_sources(run_conf, peft_conf=None) -> list[str]:
-    """Problems found before any download or load: a plainly missing model / tokenizer / adapter path, or a local
-    model or adapter with only pickle weights while safetensors are required."""
+    """Problems found before any download or load: a plainly missing model / tokenizer / adapter path, a local
+    model or adapter with only pickle weights while safetensors are required, config_overrides the config refuses."""
     args = run_conf.model_args
     problems = model_source_problems(run_conf.model, "run_conf.model", args) + pickle_weights_problems(
         run_conf.model, args
     )
+    if not problems:
+        problems += config_override_problems(run_conf)
     if run_conf.tokenizer:
         problems += model_source_problems(run_conf.tokenizer, "run_conf.tokenizer", args, "tokenizer_config.json")
     if peft_conf is not None and peft_conf.peft_type == "PRETRAINED_PEFT":
@@ -227,6 +230,11 @@ def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.mo
     if problems:
         raise ModelSetupError(problems)
     kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes)
+    # a rope mapping in model_args (seed-000 configs) would replace the rope parameters: merged like an override
+    if rope := {name: kwargs.pop(name) for name in ROPE_KEYS if isinstance(kwargs.get(name), dict)}:
+        kwargs.update(config_override_kwargs(run_conf, rope, args_key))
+    if overrides := getattr(run_conf, "config_overrides", None):  # the generate tool's model_conf has none
+        kwargs.update(config_override_kwargs(run_conf, overrides))
     quantization = bitsandbytes_config(quant_conf)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
@@ -242,23 +250,33 @@ def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.mo
 
 
 QUANTIZED_RESIZE_REFUSAL = (
-    "the chat template adds tokens to the vocabulary, which needs resizing the embeddings, and a quantized model "
-    "cannot be resized: train without quant_conf first, or pick a template whose tokens the tokenizer already has"
+    "the chat template or run_conf.special_tokens / added_tokens add tokens to the vocabulary, which needs resizing "
+    "the embeddings, and a quantized model cannot be resized: train without quant_conf first, or use a template and "
+    "tokens the tokenizer already has"
 )
+
+
+def model_config(run_conf):
+    """The model's config (config.json alone, no weights) as from_pretrained reads it; None when it cannot be read."""
+    from transformers import AutoConfig
+
+    args = run_conf.model_args
+    options = {
+        "revision": args.revision,
+        "cache_dir": args.cache_dir,
+        "subfolder": args.subfolder or "",
+        "token": args.token,
+    }
+    try:
+        return AutoConfig.from_pretrained(run_conf.model, trust_remote_code=args.trust_remote_code, **options)
+    except (OSError, ValueError):
+        return None
 
 
 def configured_vocab_size(run_conf) -> int | None:
     """The model's embedding rows from its config.json alone (no weights loaded); None when it cannot be read."""
-    from transformers import AutoConfig
-
-    args = run_conf.model_args
-    try:
-        config = AutoConfig.from_pretrained(
-            run_conf.model, revision=args.revision, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
-        )
-    except (OSError, ValueError):
-        return None
-    return getattr(config.get_text_config(), "vocab_size", None)
+    config = model_config(run_conf)
+    return getattr(config.get_text_config(), "vocab_size", None) if config is not None else None
 
 
 def check_vocabulary_fits(run_conf, tokenizer, quantized: bool) -> None:

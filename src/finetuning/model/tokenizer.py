@@ -103,10 +103,39 @@ def install_inference_save(tokenizer, end_marker: str, add_bos: bool = True) -> 
     tokenizer.save_pretrained = save_pretrained
 
 
+def add_run_tokens(tokenizer, run_conf) -> list[str]:
+    """Set run_conf.special_tokens on the tokenizer and add run_conf.added_tokens (regular tokens), each kept whole in
+    text as axolotl adds them (not normalized, no stripping); returns the tokens new to the vocabulary, for which the
+    model's embeddings grow (model/loading.expand_vocabulary). Called before the chat template is installed: a
+    template that ends turns with eos ends them with this eos, and a pad token set here leaves
+    data_conf.missing_pad_token_strategy nothing to do (it only sets a pad token when there is none)."""
+    special, added = run_conf.special_tokens.as_dict(), run_conf.added_tokens
+    if not (special or added):
+        return []
+    from tokenizers import AddedToken
+
+    def whole(text: str):
+        return AddedToken(text, rstrip=False, lstrip=False, normalized=False)
+
+    vocab = tokenizer.get_vocab()
+    new = list(dict.fromkeys(text for text in [*special.values(), *added] if text not in vocab))
+    if special:
+        tokenizer.add_special_tokens({name: whole(text) for name, text in special.items()})
+    if added:
+        tokenizer.add_tokens([whole(text) for text in added])
+    if new:
+        logger.info("run_conf.special_tokens / added_tokens added %s to the vocabulary", new)
+    return new
+
+
 def setup_tokenizer(tokenizer, template: ChatTemplate, data_conf) -> tuple[Markers, list[str]]:
-    """Install template, tokens, padding; return the template's markers and the tokens added to the vocabulary."""
+    """Install template, tokens, padding; return the template's markers and the tokens added to the vocabulary.
+    A custom template (data_conf.chat_template_jinja) replaces the tokenizer's own, whose markers are then derived
+    as for keep-original."""
     if template.jinja is not None:
         tokenizer.chat_template = template.jinja
+    elif (custom := getattr(data_conf, "chat_template_jinja", None)) is not None:
+        tokenizer.chat_template = custom
     added = add_template_tokens(tokenizer, template)
     tokenizer.padding_side = data_conf.padding_side
     if data_conf.padding_side == "left":

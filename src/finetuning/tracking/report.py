@@ -86,14 +86,19 @@ def _loss_span(losses: list[float]) -> str:
 
 
 def _dropped(report) -> str:
-    return ", ".join(f"{what}: {count}" for what, count in report.dropped_too_long.items()) or "0"
+    return _counts(report.dropped_too_long) or "0"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{what}: {count}" for what, count in counts.items())
 
 
 def _truncated_rows(report) -> list[tuple[str, str]]:
-    """A row counting the examples cut to max length, when the run truncates (length_handling: truncate)."""
-    if not report.truncated:
-        return []
-    return [("truncated to max length", ", ".join(f"{what}: {count}" for what, count in report.truncated.items()))]
+    """A row counting the examples cut to max length, when the run truncates (length_handling: truncate), and one
+    counting the duplicate rows dropped, when it deduplicates (data_conf.deduplicate)."""
+    rows = [("truncated to max length", _counts(report.truncated))] if report.truncated else []
+    deduplicated = getattr(report, "deduplicated", None)
+    return rows + ([("duplicates dropped", _counts(deduplicated))] if deduplicated else [])
 
 
 def _duration(seconds: float) -> str:

@@ -12,7 +12,7 @@ from ..errors import UserError
 from .batch_size import BatchPlan
 from .distributed import num_processes
 from .lr import scaled_learning_rate
-from .schedulers import with_plateau_scheduler
+from .schedulers import with_engine_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def build_training_config(
     if "use_cpu" not in training_args and distribute_on_cpu():
         args["use_cpu"] = True
     args.update(method_settings)
-    args = with_plateau_scheduler(args)  # plateau-with-warmup: built by the trainer mixin (train/schedulers.py)
+    args = with_engine_scheduler(args)  # plateau-with-warmup, one_cycle, cosine extensions: train/schedulers.py
     try:
         return config_class(**args)
     except (ValueError, ImportError) as error:  # the class's own consistency checks (__post_init__), or a missing

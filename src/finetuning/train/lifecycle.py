@@ -1,9 +1,9 @@
 """One training run as a context: `with training_run(cfg, options) as run:` ... the recipe's stages ... .
 
 However the block ends — the run finishes, is stopped by a signal, or raises — leaving it puts the process back as
-the run found it: the MLflow and W&B runs are ended (FAILED for a run that raised, KILLED for one stopped), torch's
-determinism switches are as before, and every environment variable has its value from before the run: the
-tracking settings, the hub token handed over as HF_TOKEN, TensorBoard's directory, and what the libraries set
+the run found it: the MLflow and W&B runs are ended (FAILED for a run that raised or that the loss watchdog stopped,
+KILLED for one stopped by a signal), torch's determinism switches are as before, and every environment variable has
+its value from before the run: the tracking settings, the hub token handed over as HF_TOKEN, TensorBoard's directory, and what the libraries set
 meanwhile (TrainingArguments sets ACCELERATE_* variables for some options). A second run in the same process — a
 test, a notebook, a worker running one user's job after another's — sees nothing of the first.
 """
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import dump_resolved_config
 from ..data.readers import forget_read_files
@@ -35,13 +36,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
-    """How a training command ended: finished (final_dir) or stopped by a signal (checkpoint to resume from)."""
+    """How a training command ended: finished (final_dir) or stopped by a signal (checkpoint to resume from), or
+    stopped as failed by the loss watchdog (train/stopping.py): `error` is then the user-error line to report."""
 
     final_dir: Path | None
     stopped_by: str | None = None
     checkpoint: Path | None = None
     step: int = 0
     max_steps: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -61,6 +64,7 @@ class TrainingRun:
     mlflow_run_id: str | None = None  # the MLflow run training logs to, once it started one (main process)
     stop_window: ExitStack = field(default_factory=ExitStack)  # the signal handlers of train() ... save()
     result: RunResult | None = None  # set by train() (stopped) or save() (finished)
+    stopping: Any = None  # cfg.stopping: the callbacks train() adds (train/stopping.py)
     status: str = "FINISHED"  # how the tracking runs end
 
 
@@ -141,6 +145,7 @@ def _start(cfg, options) -> TrainingRun:
         training_length=training_length(cfg),
         resolved_config=dump_resolved_config(cfg),
         started=started,
+        stopping=cfg.stopping,
     )
 
 
@@ -156,7 +161,9 @@ def hand_over_hub_token(training_args: dict) -> None:
 def _end_tracking(run: TrainingRun) -> None:
     """End the MLflow / W&B runs this run started. A tracking server gone away is a warning: it must not turn a
     finished training into a failure, nor hide the error a failed one raised."""
-    status = "KILLED" if run.result is not None and run.result.stopped_by else run.status
+    status = run.status
+    if run.result is not None and run.result.stopped_by:
+        status = "FAILED" if run.result.error else "KILLED"
     try:
         if "mlflow" in run.report_to:
             finish_mlflow(run.mlflow_run_id, status, run.output_dir)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from ..data.templates import get_template
 from ..errors import UserError
 from ..model.loading import ModelSetupError, apply_peft, check_vocabulary_fits, expand_vocabulary, load_model
-from ..model.tokenizer import load_tokenizer, setup_tokenizer
+from ..model.tokenizer import add_run_tokens, load_tokenizer, setup_tokenizer
 from ..tracking.mlflow import MlflowOptions, config_params_callback
 from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_report
+from ..worker.progress import progress_callback_from_environment
 from .arguments import build_training_config
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint
 from .distributed import num_processes
@@ -31,7 +32,8 @@ from .evaluation import evaluation_mixins
 from .interrupt import GracefulStop, ShieldedDataWorkers
 from .lifecycle import RunResult, TrainingRun
 from .saving import save_final
-from .schedulers import PlateauScheduler
+from .schedulers import EngineSchedulers
+from .stopping import LOSS_WATCHDOG, log_early_stop, stopping_callbacks, tripped_watchdog
 from .token_count import ResumableTokenCount
 
 logger = logging.getLogger(__name__)
@@ -46,8 +48,15 @@ class RunOptions:
 
 
 def prepare_tokenizer(cfg):
-    """Load the tokenizer and install the named template; returns (tokenizer, markers, tokens added)."""
+    """Load the tokenizer, set run_conf's tokens and install the named template; returns (tokenizer, markers, tokens
+    the template added). Preference training cannot learn new tokens: run_conf's are refused there at once."""
     tokenizer = load_tokenizer(cfg.run_conf)
+    if (run_added := add_run_tokens(tokenizer, cfg.run_conf)) and cfg.method != "sft":
+        raise ModelSetupError(
+            f"run_conf.special_tokens / added_tokens: {run_added} are new to the tokenizer, and {cfg.method} cannot "
+            "learn new tokens (they start untrained in the policy and the reference); train them with `finetuning "
+            "sft` first and start from its model, or use tokens the tokenizer has (e.g. pad_token: its eos)"
+        )
     markers, added = setup_tokenizer(tokenizer, get_template(cfg.data_conf.chat_template_name), cfg.data_conf)
     return tokenizer, markers, added
 
@@ -107,13 +116,13 @@ def build_trainer(trainer_class, **kwargs):
     """Construct a TRL trainer that saves checkpoints atomically (train/checkpoints.py) and whose data workers leave
     stop signals to it (train/interrupt.py); its argument checks (e.g. a loss type that needs label_smoothing) are
     user errors."""
-    # + num_tokens kept across resumes; plateau-with-warmup (train/schedulers.py); SFT: token-weighted eval_loss
+    # + num_tokens kept across resumes; our schedulers (train/schedulers.py); SFT: token-weighted eval_loss
     # (train/evaluation.py)
     mixins = (
         AtomicCheckpoints,
         ShieldedDataWorkers,
         ResumableTokenCount,
-        PlateauScheduler,
+        EngineSchedulers,
         *evaluation_mixins(trainer_class),
     )
     trainer_with_mixins = type(trainer_class.__name__, (*mixins, trainer_class), {})
@@ -127,6 +136,9 @@ def train(trainer, run: TrainingRun) -> None:
     """`trainer.train()`, resuming from run.resume_from. From here to the end of `save`, a SIGTERM / SIGINT finishes
     the step under way, saves a checkpoint and ends training (train/interrupt.py); run.result then says where."""
     trainer.add_callback(MetricsFileCallback(run.output_dir / METRICS_FILE))
+    progress = progress_callback_from_environment()  # a run started by the worker reports progress to it
+    if progress is not None:
+        trainer.add_callback(progress)
     run.report_to = list(trainer.args.report_to or [])  # what the run's end closes (train/lifecycle.py)
     if "mlflow" in run.report_to:
         trainer.add_callback(config_params_callback(run.resolved_config, on_run=_record_mlflow_run(run)))
@@ -134,12 +146,20 @@ def train(trainer, run: TrainingRun) -> None:
     trainer.training_length = run.training_length
     stop = run.stop_window.enter_context(GracefulStop())
     trainer.add_callback(stop)
+    stopping = stopping_callbacks(run.stopping)  # the loss watchdog, early stopping (train/stopping.py)
+    for callback in stopping:
+        trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=run.resume_from)
-    if stop.interrupted(trainer.state):
+    watchdog = tripped_watchdog(stopping)
+    if watchdog is not None or stop.interrupted(trainer.state):
         checkpoint = last_complete_checkpoint(run.output_dir)
         step, max_steps = trainer.state.global_step, trainer.state.max_steps
-        logger.warning("training stopped by %s at step %d; checkpoint: %s", stop.stopped_by, step, checkpoint)
-        run.result = RunResult(None, stop.stopped_by, checkpoint, step, max_steps)
+        stopped_by = LOSS_WATCHDOG if watchdog is not None else stop.stopped_by
+        logger.warning("training stopped by %s at step %d; checkpoint: %s", stopped_by, step, checkpoint)
+        error = watchdog.message() if watchdog is not None else None
+        run.result = RunResult(None, stopped_by, checkpoint, step, max_steps, error=error)
+    else:
+        log_early_stop(stopping, trainer.state)
 
 
 def _record_mlflow_run(run: TrainingRun):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from finetuning.config.dialects import vectorlm
+from finetuning.config.dialects import axolotl, vectorlm, worker
 from finetuning.config.dialects.builder import Context, Key, Translation, key_table_markdown, relocate
 
 __all__ = [
@@ -53,6 +53,8 @@ def _native(data: Mapping[str, Any], context: Context) -> Translation:
 DIALECTS: dict[str, Dialect] = {
     "native": Dialect("native", " / ".join(NATIVE_KEYS), lambda data: any(key in data for key in NATIVE_KEYS), _native),
     "vectorlm": Dialect("vectorlm", vectorlm.TELL_TALE, vectorlm.matches, vectorlm.translate, vectorlm.KEYS),
+    "axolotl": Dialect("axolotl", axolotl.TELL_TALE, axolotl.matches, axolotl.translate, axolotl.KEYS),
+    "worker": Dialect("worker", worker.TELL_TALE, worker.matches, worker.translate, worker.KEYS),
 }
 
 
