@@ -1,7 +1,7 @@
 # Two commands: `make demo` (set up + run the demo) and `make test` (set up + run the tests).
 # Set-up installs the local CPU torch wheel first (pinned), so nothing resolves a multi-GB CUDA torch; then the
-# package with its dev extras and the worker's (runpod). It is skipped when pyproject.toml has not changed since the
-# last install.
+# package with its dev extras, the worker's (runpod) and the evaluation's (lm-eval). It is skipped when
+# pyproject.toml has not changed since the last install.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip && \
 	$(PY) -m pip install -q $(TORCH_PIN) && \
-	$(PY) -m pip install -q -e ".[dev,worker]" && \
+	$(PY) -m pip install -q -e ".[dev,worker,eval]" && \
 	touch $(STAMP) && echo "[setup] environment ready in $$(( $$(date +%s) - start ))s"
 
 demo: setup

@@ -14,10 +14,12 @@ from finetuning.data.vectorlm_checks import without_waiting_entries
 from tests.conftest import REPO, write_yaml
 from tests.e2e.test_sft_cli import run_cli
 
-# training configs (axolotl's own in examples/axolotl); generate-*.yaml are generation configs, checked in
-# tests/tools/test_generate.py
-EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("generate-")) + sorted(
-    (REPO / "examples" / "axolotl").glob("*.y*ml")
+# training configs (axolotl's own in examples/axolotl, the sectioned framework's in examples/sectioned); generate-*.yaml
+# are generation configs, checked in tests/tools/test_generate.py
+EXAMPLES = (
+    sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("generate-"))
+    + sorted((REPO / "examples" / "axolotl").glob("*.y*ml"))
+    + sorted((REPO / "examples" / "sectioned").glob("*.yaml"))
 )
 
 

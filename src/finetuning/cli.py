@@ -1,10 +1,11 @@
 """Command line: argument parsing and dispatch only.
 
 finetuning --version
-finetuning [global options] sft CONFIG
+finetuning [global options] sft CONFIG [--section.key VALUE ...]   (dotted overrides: every config command)
 finetuning [global options] validate CONFIG [--show N]
 finetuning [global options] preprocess CONFIG
 finetuning [global options] convert CONFIG
+finetuning [global options] spectrum CONFIG
 finetuning schema
 finetuning worker [runpod SDK flags: --test_input '{...}', --rp_serve_api --rp_api_port N, ...]
 """
@@ -16,12 +17,14 @@ import json
 import logging
 import os
 import sys
+import textwrap
 
 from .config import config_class_for, config_json_schema, render_config_reference
 from .config.dialects import DIALECTS, relocate
+from .config.dotted import EXAMPLES, NO_OVERRIDES, parse_arguments
 from .config.loading import load_config_file
 from .errors import USER_ERROR_EXIT, UserError, report_user_error
-from .lean_imports import keep_bitsandbytes_out
+from .lean_imports import config_needs_bitsandbytes, keep_bitsandbytes_out
 from .tracking.mlflow import MlflowOptions
 from .train.checkpoints import RunAlreadyFinished
 from .train.distributed import is_main_process
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Read the config in this dialect instead of detecting it from its keys (see docs/dialects/)",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,schema,worker}"
+        dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,spectrum,schema,worker}"
     )
     sft = commands.add_parser("sft", help="Supervised FineTuning")
     sft.add_argument("config", help="Path to the experiment's YAML config file.")
@@ -88,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="Print a config of any dialect as the native YAML it is translated to (notices on stderr)"
     )
     convert.add_argument("config", help="Path to the experiment's YAML config file.")
+    spectrum = commands.add_parser(
+        "spectrum",
+        help="Compute the Spectrum selection (SNR of each decoder weight matrix; which are trained) without training: "
+        "the table on stderr, the spectrum.yaml content on stdout",
+    )
+    spectrum.add_argument("config", help="Path to the experiment's YAML config file.")
     generate = commands.add_parser(
         "generate", help="Generate answers with a (fine-tuned) model for the prompts a generate config lists"
     )
@@ -104,7 +113,40 @@ def build_parser() -> argparse.ArgumentParser:
         "serves the local test API"
     )
     commands.add_parser("worker", help=worker_help, description=worker_help)
+    for name in OVERRIDE_COMMANDS:
+        if name in commands.choices:
+            _takes_overrides(commands.choices[name])
     return parser
+
+
+# Commands whose config may be changed from the command line: `--section.key VALUE` after the config path.
+OVERRIDE_COMMANDS = ("sft", "dpo", "validate", "preprocess", "convert", "spectrum")
+
+OVERRIDES_EPILOG = (
+    textwrap.fill(
+        "config overrides: --KEY VALUE (or --KEY=VALUE) after the config path sets a key of the config as written, in "
+        "its own dialect, before it is translated. KEY is the dotted path of the key (list items by index: "
+        "datasets.0.path); VALUE is read as YAML (1e-4, true, null, [a, b]). A key the config does not have must be one "
+        "its dialect knows. The overrides are logged and recorded in the saved finetuning_config.yaml "
+        "(_provenance.overrides). For example:",
+        width=100,
+    )
+    + "\n"
+    + "".join(f"  {dialect:<10} {example}\n" for dialect, example in EXAMPLES.items())
+)
+
+
+def _takes_overrides(command: argparse.ArgumentParser) -> None:
+    """Show the dotted overrides in the command's usage and --help (argparse itself leaves them to `main`)."""
+    command.formatter_class = argparse.RawDescriptionHelpFormatter
+    command.usage = command.format_usage().removeprefix("usage: ").strip() + " [--KEY VALUE ...]"
+    command.epilog = OVERRIDES_EPILOG
+
+
+def _own_options(parser: argparse.ArgumentParser, command: str) -> tuple[str, ...]:
+    """The command's own options (a mistyped one is named in the unknown-override error)."""
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    return tuple(option for option in subcommands.choices[command]._option_string_actions if option.startswith("--"))
 
 
 METHODS_OF_COMMAND = {"sft": ("sft",), "dpo": ("dpo", "kto")}
@@ -115,9 +157,12 @@ def _load(path: str, command: str | None = None, dialect: str | None = None, arg
     Silogen CLI); a config for another command is a user error, not a surprise. Where the config's keys came from is
     kept on `args`, so that a later problem at a native key is reported at the user's key (see `main`)."""
     default_method = METHODS_OF_COMMAND[command][0] if command is not None else None
+    overrides = getattr(args, "overrides", NO_OVERRIDES)
     try:
-        loaded = load_config_file(path, default_method, dialect)
-    except UserError as error:  # the data files' problems too, in the same report
+        loaded = load_config_file(path, default_method, dialect, overrides)
+    except UserError as error:  # the data files' problems too, in the same report (those the file names)
+        if overrides:
+            raise
         from .validate import with_data_problems
 
         raise with_data_problems(error, path, default_method) from None
@@ -197,12 +242,22 @@ def _command_convert(args) -> int:
     """The native config a dialect config is translated to, validated, as YAML on stdout (notices on stderr)."""
     import yaml
 
-    loaded = load_config_file(args.config, dialect=args.dialect)
+    overrides = getattr(args, "overrides", NO_OVERRIDES)
+    loaded = load_config_file(args.config, dialect=args.dialect, overrides=overrides)
     for notice in loaded.config.notices:
         logger.warning(notice)
     context = loaded.translation.context
     print(f"# {args.config} ({loaded.dialect} dialect) as a native config, translated for {context.describe()}")
     print(yaml.safe_dump(loaded.translation.native, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _command_spectrum(args) -> int:
+    from .model.spectrum import spectrum_command
+
+    table, document = spectrum_command(_load(args.config, dialect=args.dialect, args=args))
+    print(table, file=sys.stderr, end="")
+    print(document, end="")
     return 0
 
 
@@ -234,21 +289,34 @@ COMMANDS = {
     "validate": _command_validate,
     "preprocess": _command_preprocess,
     "convert": _command_convert,
+    "spectrum": _command_spectrum,
     "schema": _command_schema,
     "worker": _command_worker,
 }
 
 
 # Commands that take an experiment config and may import the training libraries (the others never load peft).
-TRAINING_COMMANDS = ("sft", "dpo", "validate", "preprocess")
+TRAINING_COMMANDS = ("sft", "dpo", "validate", "preprocess", "spectrum")
+
+
+def _check_extra(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> None:
+    """What argparse did not know: the runpod SDK's flags for `worker`, config overrides for a config command (read
+    in `main`); anything else, and a global option given after the command, is argparse's usage error."""
+    if command == "worker" or not extra:
+        return
+    if command not in OVERRIDE_COMMANDS:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for token in extra:
+        if token.partition("=")[0] in parser._option_string_actions:  # noqa: SLF001
+            name = token.partition("=")[0]
+            parser.error(f"{name} is an option of finetuning itself: give it before the command ({name} ... {command})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, sdk_args = parser.parse_known_args(argv)
-    if sdk_args and args.command != "worker":
-        parser.error(f"unrecognized arguments: {' '.join(sdk_args)}")
-    args.sdk_args = sdk_args  # what `worker` hands to the runpod SDK
+    args, extra = parser.parse_known_args(argv)
+    _check_extra(parser, args.command, extra)
+    args.sdk_args = extra if args.command == "worker" else []  # what `worker` hands to the runpod SDK
     main_process = is_main_process()
     # the other processes of a multi-process run do the same work: only their errors are news
     level = args.logging_level.upper() if main_process else "ERROR"
@@ -256,9 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not sys.stderr.isatty():  # progress bars only where a person watches them
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    if argv is None and args.command in TRAINING_COMMANDS:  # a process of its own: see lean_imports.py
+    # a process of its own (see lean_imports.py), unless an override may quantize (`--load_in_4bit true`)
+    if argv is None and args.command in TRAINING_COMMANDS and not config_needs_bitsandbytes(" ".join(extra)):
         keep_bitsandbytes_out(args.config)
     try:
+        if args.command in OVERRIDE_COMMANDS:
+            args.overrides = parse_arguments(extra, _own_options(parser, args.command))
         return COMMANDS[args.command](args)
     except RunAlreadyFinished as done:  # re-running a finished run: its outputs stay as they are
         if main_process:

@@ -9,6 +9,7 @@ from .train.lifecycle import RunResult, training_run
 from .train.run import (
     RunOptions,
     build_trainer,
+    evaluate,
     load_policy,
     log_data_report,
     prepare_tokenizer,
@@ -55,5 +56,5 @@ def run_sft(cfg, options: RunOptions | None = None) -> RunResult:
         )
         train(trainer, run)
         save(trainer, run, tokenizer, markers)
-        report(trainer, run, data_report)
+        report(trainer, run, data_report, evaluate(cfg, run))
     return run.result

@@ -28,6 +28,8 @@ TOP_LEVEL = [
     "wandb",
     "quant_conf",
     "stopping",
+    "eval_conf",
+    "spectrum",
     "sft_args",
 ]
 

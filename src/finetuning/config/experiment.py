@@ -16,11 +16,13 @@ from finetuning.config._base import StrictModel, is_number
 from finetuning.config.batchsize import BatchsizeConfig
 from finetuning.config.data import ChatTrainValidConfig
 from finetuning.config.data_rows import format_method_problems
+from finetuning.config.evaluation import EvalConfig
 from finetuning.config.overrides import Overrides
 from finetuning.config.peft import NoPeftConfig, PeftConfig
 from finetuning.config.quant import BnBQuantizationConfig, NoQuantizationConfig, QuantizationConfig
 from finetuning.config.run import RunConfig
 from finetuning.config.sft import SFTArguments, packing_attention_problem
+from finetuning.config.spectrum import SpectrumConfig, spectrum_problem
 from finetuning.config.stopping import StoppingConfig, stopping_problems
 from finetuning.config.tracking import FinetuningTrackingConfig, WandbConfig
 from finetuning.config.trainer_fields import FieldTable, trainer_fields
@@ -56,10 +58,22 @@ class ExperimentConfigBase(StrictModel):
     stopping: StoppingConfig = Field(
         default=StoppingConfig(), description="Ending a run early: the loss watchdog, early stopping on eval_loss"
     )
+    eval_conf: EvalConfig | None = Field(
+        None,
+        description=(
+            "Benchmarks run on the final model after the final save (lm_eval tasks, exact match over a dataset, "
+            "HumanEval); results in output_dir/eval_results.json. A failing benchmark is reported, never fails the run."
+        ),
+    )
+    spectrum: SpectrumConfig | None = Field(
+        None,
+        description="Spectrum: train only the weight matrices with the highest signal-to-noise ratio (needs NO_PEFT)",
+    )
 
     _notices: list[str] = PrivateAttr(default_factory=list)
     _logging_dir: str | None = PrivateAttr(default=None)
     _overwrite_output_dir: bool = PrivateAttr(default=False)
+    _cli_overrides: list[str] = PrivateAttr(default_factory=list)  # `path=value` of the command line (dotted.py)
 
     @classmethod
     def _trainer_fields(cls) -> FieldTable:
@@ -89,6 +103,9 @@ class ExperimentConfigBase(StrictModel):
             self._logging_dir = self.training_args.logging_dir
             self._overwrite_output_dir = self.training_args.overwrite_output_dir
             self.training_args = dict(self.training_args)
+        quantized = isinstance(self.quant_conf, BnBQuantizationConfig)
+        if (problem := spectrum_problem(self.spectrum, self.peft_conf.peft_type, quantized)) is not None:
+            raise ValueError(problem)
         if isinstance(self.quant_conf, BnBQuantizationConfig) and isinstance(self.peft_conf, NoPeftConfig):
             raise ValueError(
                 "quant_conf: a quantized model cannot be fully fine-tuned (peft_type NO_PEFT); "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from finetuning.config.dotted import NO_OVERRIDES, Overrides, annotate, apply_overrides
 from finetuning.config.experiment import (
     DPOExperimentConfig,
     ExperimentConfigBase,
@@ -145,21 +146,27 @@ class LoadedConfig:
 
 
 def load_config_file(
-    path: str | os.PathLike[str], default_method: str | None = None, dialect: str | None = None
+    path: str | os.PathLike[str],
+    default_method: str | None = None,
+    dialect: str | None = None,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> LoadedConfig:
-    """Read a config in any dialect (`dialect`, else detected from its keys; logged once), translate it to the native
-    config and validate that; a problem found there is reported at the key the user wrote. The translation's notices
-    come first in `.config.notices`."""
+    """Read a config in any dialect (`dialect`, else detected from its keys; logged once), apply the command line's
+    dotted `overrides` to it as written (config/dotted.py; logged once, recorded in the resolved config), translate it
+    to the native config and validate that; a problem found there is reported at the key the user wrote (and names
+    the flag, when an override set it). The translation's notices come first in `.config.notices`."""
     from finetuning.config import dialects
 
     data = read_yaml(path)
     try:
         name = dialect or dialects.detect(data)
         logger.info("config dialect: %s", name)
+        if overrides:
+            data = apply_overrides(data, name, overrides, infer_method(data, default_method))
+            logger.info("config overrides: %s", ", ".join(overrides.records()))
         translation = dialects.translate(data, name, dialects.environment_context())
-    except ConfigError as error:
-        error.source = str(path)
-        raise
+    except UserError as error:
+        raise ConfigError(error.problems, path) from None
     native = translation.native
     method = infer_method(native, default_method)
     try:
@@ -167,9 +174,11 @@ def load_config_file(
     except ConfigError as error:
         if native.get("method") is None:
             error.problems = [_method_hint(problem) for problem in error.problems]
-        raise ConfigError(dialects.problems_at_source(translation, error.problems), path) from None
+        problems = dialects.problems_at_source(translation, error.problems)
+        raise ConfigError(annotate(problems, overrides), path) from None
     if translation.problems:
-        raise ConfigError(translation.problems, path)
+        raise ConfigError(annotate(translation.problems, overrides), path)
+    cfg._cli_overrides = overrides.records()
     if native.get("method") is None and default_method is None and method != "sft":
         cfg.notices.append(f"method: not given; read as {method} from its training_args (set `method: {method}`)")
     cfg.notices[:0] = translation.notices
@@ -361,7 +370,8 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel], data: A
 
 
 def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
-    """The config with all defaults filled in, JSON/YAML-safe, secrets replaced by "***".
+    """The config with all defaults filled in, JSON/YAML-safe, secrets replaced by "***"; the command line's dotted
+    overrides it was loaded with are recorded in `_provenance.overrides`.
 
     A legacy `training_args.logging_dir` is put back, so that the dump loads again as the same config.
     """
@@ -370,6 +380,8 @@ def dump_resolved_config(cfg: ExperimentConfigBase) -> dict[str, Any]:
         data["training_args"]["logging_dir"] = cfg.legacy_logging_dir
     data["training_args"].update(cfg.engine_training_args())
     _make_paths_absolute(data)
+    if cfg._cli_overrides:  # a record, not a setting: the values are in the dump already (see _fed_back)
+        data["_provenance"] = {"overrides": list(cfg._cli_overrides)}
     return mask_secrets(data)
 
 

@@ -119,8 +119,10 @@ def print_run_summary(
     console: Console | None = None,
     numbers: RunNumbers | None = None,
     paths: dict[str, Path] | None = None,
+    evaluation: dict | None = None,
 ) -> None:
-    """The short table printed at the end of a run: what was trained, how it went, where it went."""
+    """The short table printed at the end of a run: what was trained, how it went, where it went (and the
+    benchmarks' results, when eval_conf ran)."""
     numbers = numbers or RunNumbers.collect(trainer, report)
     rows = [
         (
@@ -144,6 +146,10 @@ def print_run_summary(
     rows.append(("wall time", f"{wall_seconds:.1f}s"))
     if numbers.tokens_per_second is not None:
         rows.append(("tokens/s", f"{numbers.tokens_per_second:,.0f}"))
+    if evaluation:
+        from ..evaluation.results import evaluation_rows
+
+        rows += [(f"eval: {label}", text) for label, text in evaluation_rows(evaluation)]
     rows.append(("saved to", str(final_dir)))
     rows += [(f"report: {name}", str(path)) for name, path in (paths or {}).items()]
     table = Table(title="run summary", show_header=False, title_justify="left")
@@ -254,9 +260,17 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def summary_markdown(
-    config: dict, args, report, numbers: RunNumbers, final_dir: Path, wall_seconds: float, paths: dict[str, Path]
+    config: dict,
+    args,
+    report,
+    numbers: RunNumbers,
+    final_dir: Path,
+    wall_seconds: float,
+    paths: dict[str, Path],
+    evaluation: dict | None = None,
 ) -> str:
-    """summary.md: config digest, data, training numbers, outputs, the loss curve and the resolved config."""
+    """summary.md: config digest, data, training numbers, evaluation (when eval_conf ran), outputs, the loss curve
+    and the resolved config."""
     here = Path(args.output_dir)
     outputs = [f"- model: `{final_dir}`"]
     outputs += [f"- {name}: [{_relative(path, here)}]({_relative(path, here)})" for name, path in paths.items()]
@@ -271,6 +285,11 @@ def summary_markdown(
         "## Outputs",
         "\n".join(outputs),
     ]
+    if evaluation:
+        from ..evaluation.results import evaluation_markdown
+        from ..evaluation.runner import EVAL_RESULTS_FILE
+
+        parts[-2:-2] = ["## Evaluation", evaluation_markdown(evaluation, EVAL_RESULTS_FILE)]
     if "loss_curve" in paths:
         parts.append(f"![loss curve]({_relative(paths['loss_curve'], here)})")
     resolved = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
@@ -306,6 +325,7 @@ def write_run_report(
     wall_seconds: float,
     resolved_config: dict,
     console: Console | None = None,
+    evaluation: dict | None = None,
 ) -> dict[str, Path]:
     """Write loss_curve.svg and summary.md into the Trainer's output_dir and print the run table.
 
@@ -323,12 +343,16 @@ def write_run_report(
         paths["loss_curve"] = image
     numbers = RunNumbers.collect(trainer, report, callback.start_epoch if callback else 0.0)
     summary = output_dir / SUMMARY_FILE
-    text = summary_markdown(resolved_config, trainer.args, report, numbers, Path(final_dir), wall_seconds, paths)
+    if evaluation and (output_dir / "eval_results.json").is_file():
+        paths["eval_results"] = output_dir / "eval_results.json"
+    text = summary_markdown(
+        resolved_config, trainer.args, report, numbers, Path(final_dir), wall_seconds, paths, evaluation
+    )
     try:
         summary.parent.mkdir(parents=True, exist_ok=True)
         summary.write_text(text, encoding="utf-8")
         paths["summary"] = summary
     except OSError as error:
         logger.warning("run summary not written to %s: %s", summary, error)
-    print_run_summary(trainer, report, final_dir, wall_seconds, console, numbers, paths)
+    print_run_summary(trainer, report, final_dir, wall_seconds, console, numbers, paths, evaluation)
     return paths

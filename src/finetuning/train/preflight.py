@@ -14,6 +14,9 @@ The checks, each returning its list of problems (the callers here raise once):
    model (on its meta-device skeleton), the method's TrainingArguments / DPOConfig builds, a deepspeed file parses;
 5. a checkpoint to resume from fits the config: same kind of model, same adapter shape, same batch split, same data,
    and complete (resume_checks.py).
+6. `training_args.use_liger_kernel` has a CUDA GPU and liger-kernel to run on (liger_problems);
+7. `eval_conf`'s data files and include_path exist, lm_eval is installed for lm_eval benchmarks
+   (evaluation/checks.py).
 
 The chat template needs no check here: `data_conf.chat_template_name` is a Literal of the known templates, so an
 unknown name is already a config error. Paths are resolved against the working directory, as in the Silogen engine,
@@ -27,6 +30,7 @@ from ..data.preference import preference_data_problems
 from ..data.sft import sft_data_problems
 from ..data.vectorlm_checks import preprocess_config_problems, without_waiting_entries
 from ..errors import UserError
+from ..evaluation.checks import eval_conf_problems
 from ..model.loading import check_model_sources
 from ..paths import resolve_user_path
 from .batch_size import BatchPlan, plan_batches
@@ -58,6 +62,25 @@ def check_model(cfg) -> list[str]:
     return problems + linear_attention_problems(cfg, local_model_dir(cfg.run_conf))
 
 
+def liger_problems(training_args: dict) -> list[str]:
+    """`use_liger_kernel: true` patches the model with Liger's Triton kernels, which need a CUDA GPU and the
+    liger-kernel package; without either transformers would fail later, with the model loaded."""
+    if not training_args.get("use_liger_kernel"):
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return [
+            "training_args.use_liger_kernel: liger kernels are Triton GPU kernels; this machine has no CUDA GPU "
+            "(set it to false to train here)"
+        ]
+    from importlib.util import find_spec
+
+    if find_spec("liger_kernel") is None:
+        return ["training_args.use_liger_kernel: needs the liger-kernel package: pip install liger-kernel"]
+    return []
+
+
 def preflight_problems(cfg, plan, resume_from: str | None, fingerprint: str | None = None) -> list[str]:
     """Every problem the checks find before any model loads. `plan` is the launch's BatchPlan (train/batch_size.py),
     `resume_from` the checkpoint resolve_resume chose, `fingerprint` this config's recipe_data_fingerprint when the
@@ -66,7 +89,9 @@ def preflight_problems(cfg, plan, resume_from: str | None, fingerprint: str | No
     if not problems:  # the adapter is fitted to the model's skeleton only when the model itself is usable
         problems += check_peft_targets(cfg)
     problems += check_data(cfg)
+    problems += liger_problems(cfg.training_args)
     problems += check_training_arguments(cfg, plan)
+    problems += eval_conf_problems(getattr(cfg, "eval_conf", None))
     problems += check_output_dir(cfg.training_args["output_dir"])
     problems += check_disk_space(cfg)
     if resume_from is not None:

@@ -8,7 +8,8 @@ with training_run(cfg, options) as run:        check, set up; undone however the
     trainer = build_trainer(TrainerClass, model=model, args=args, ...)
     train(trainer, run)
     save(trainer, run, tokenizer, markers)
-    report(trainer, run, data_report)
+    evaluation = evaluate(cfg, run)            eval_conf's benchmarks on the saved model (evaluation/)
+    report(trainer, run, data_report, evaluation)
 return run.result
 """
 
@@ -27,7 +28,7 @@ from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_repor
 from ..worker.progress import progress_callback_from_environment
 from .arguments import build_training_config
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint
-from .distributed import num_processes
+from .distributed import is_main_process, num_processes
 from .evaluation import evaluation_mixins
 from .interrupt import GracefulStop, ShieldedDataWorkers
 from .lifecycle import RunResult, TrainingRun
@@ -107,7 +108,12 @@ def load_policy(cfg, tokenizer, run: TrainingRun, new_base_name: str | None = No
     from .saving import prepare_policy
 
     def wrap(base):
-        return apply_peft(base, cfg.peft_conf, vocab_expanded, quantized)
+        model = apply_peft(base, cfg.peft_conf, vocab_expanded, quantized)
+        if getattr(cfg, "spectrum", None) is not None:  # train only the chosen matrices (model/spectrum.py)
+            from ..model.spectrum import apply_spectrum
+
+            apply_spectrum(model, cfg.spectrum, run.output_dir, is_main_process(), vocab_expanded)
+        return model
 
     return prepare_policy(model, tokenizer, cfg, wrap, new_base, resuming=run.resume_from is not None)
 
@@ -181,10 +187,32 @@ def save(trainer, run: TrainingRun, tokenizer, markers) -> None:
         run.stop_window.close()
 
 
-def report(trainer, run: TrainingRun, data_report) -> None:
+def evaluate(cfg, run: TrainingRun) -> dict | None:
+    """eval_conf's benchmarks on the final model, once it is saved (main process; a stopped run has no final model
+    and is not evaluated). A failing benchmark is a warning and a line in eval_results.json, never the run's failure
+    (evaluation/runner.py). Returns the results, or None when nothing ran."""
+    if cfg.eval_conf is None or run.result is None or run.result.final_dir is None or not is_main_process():
+        return None
+    from ..evaluation.runner import EVAL_RESULTS_FILE, run_benchmarks
+    from ..evaluation.tracking import log_to_trackers
+    from ..paths import resolve_user_path
+
+    local_base = resolve_user_path(cfg.run_conf.model)
+    base = str(local_base) if local_base.exists() else cfg.run_conf.model  # an adapter's base, for the merge
+    results = run_benchmarks(cfg.eval_conf, run.result.final_dir, base, run.output_dir)
+    log_to_trackers(results, run.report_to, run.mlflow_run_id, run.output_dir / EVAL_RESULTS_FILE)
+    return results
+
+
+def report(trainer, run: TrainingRun, data_report, evaluation: dict | None = None) -> None:
     """The run report: metrics.jsonl, loss_curve.svg, summary.md in output_dir, and a short table. A stopped run gets
-    one too: the loss curve so far, and where it was saved."""
+    one too: the loss curve so far, and where it was saved. `evaluation`: the benchmarks' results, if any ran."""
     saved = (run.result.final_dir or run.result.checkpoint) if run.result is not None else None
     write_run_report(
-        trainer, data_report, saved or run.output_dir, time.perf_counter() - run.started, run.resolved_config
+        trainer,
+        data_report,
+        saved or run.output_dir,
+        time.perf_counter() - run.started,
+        run.resolved_config,
+        evaluation=evaluation,
     )

@@ -45,7 +45,8 @@ def git_sha() -> str | None:
 def write_resolved_config(directory: Path, resolved: dict) -> Path:
     """The config as the engine understood it (defaults filled, legacy keys translated, secrets masked)."""
     directory.mkdir(parents=True, exist_ok=True)
-    document = {**resolved, "_provenance": {"versions": package_versions(), "git_sha": git_sha()}}
+    provenance = {"versions": package_versions(), "git_sha": git_sha(), **resolved.get("_provenance", {})}
+    document = {**resolved, "_provenance": provenance}  # with the command line's overrides, if any (dotted.py)
     path = directory / RESOLVED_CONFIG_NAME
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from finetuning.config.dialects import axolotl, vectorlm, worker
+from finetuning.config.dialects import axolotl, sectioned, vectorlm, worker
 from finetuning.config.dialects.builder import Context, Key, Translation, key_table_markdown, relocate
 
 __all__ = [
@@ -55,6 +55,7 @@ DIALECTS: dict[str, Dialect] = {
     "vectorlm": Dialect("vectorlm", vectorlm.TELL_TALE, vectorlm.matches, vectorlm.translate, vectorlm.KEYS),
     "axolotl": Dialect("axolotl", axolotl.TELL_TALE, axolotl.matches, axolotl.translate, axolotl.KEYS),
     "worker": Dialect("worker", worker.TELL_TALE, worker.matches, worker.translate, worker.KEYS),
+    "sectioned": Dialect("sectioned", sectioned.TELL_TALE, sectioned.matches, sectioned.translate, sectioned.KEYS),
 }
 
 
