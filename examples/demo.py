@@ -66,7 +66,9 @@ def build_llama3_base(base: Path = BASE_MODEL, target: Path = LLAMA3_BASE) -> No
 
 def train() -> None:
     print(f"[demo] finetuning sft {CONFIG.relative_to(ROOT)}")
-    subprocess.run([sys.executable, "-m", "finetuning.cli", "sft", str(CONFIG)], cwd=ROOT, check=True)
+    done = subprocess.run([sys.executable, "-m", "finetuning.cli", "sft", str(CONFIG)], cwd=ROOT)
+    if done.returncode != 0:  # the engine has said why above; a traceback of this script would only hide it
+        sys.exit(f"[demo] training failed (exit {done.returncode}); demo_output/ may hold an older run: delete it")
 
 
 def exact_match_rate() -> float:
