@@ -40,6 +40,13 @@ def version_line() -> str:
     return f"finetuning {own} (" + ", ".join(f"{name} {version}" for name, version in versions.items()) + ")"
 
 
+def _config_command(commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand that takes an experiment config (of any dialect) as its one positional argument."""
+    command = commands.add_parser(name, help=help_text)
+    command.add_argument("config", help="Path to the experiment's YAML config file.")
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     # raw description: the --version line is printed as it is, not wrapped at the terminal width
     parser = argparse.ArgumentParser(
@@ -64,16 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="{sft,dpo,generate,validate,preprocess,convert,spectrum,schema,worker}"
     )
-    sft = commands.add_parser("sft", help="Supervised FineTuning")
-    sft.add_argument("config", help="Path to the experiment's YAML config file.")
-    dpo = commands.add_parser(
+    _config_command(commands, "sft", "Supervised FineTuning")
+    _config_command(
+        commands,
         "dpo",
-        help="Direct Preference Optimization and related preference methods (every TRL DPO loss type such as IPO, "
+        "Direct Preference Optimization and related preference methods (every TRL DPO loss type such as IPO, "
         "and KTO with `method: kto`)",
     )
-    dpo.add_argument("config", help="Path to the experiment's YAML config file.")
-    validate = commands.add_parser("validate", help="Check a config and the data it points to, without loading a model")
-    validate.add_argument("config", help="Path to the experiment's YAML config file.")
+    validate = _config_command(
+        commands, "validate", "Check a config and the data it points to, without loading a model"
+    )
     validate.add_argument(
         "--show",
         type=int,
@@ -81,22 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Render N tokenized training examples with trained tokens marked",
     )
-    preprocess = commands.add_parser(
+    _config_command(
+        commands,
         "preprocess",
-        help="Do the data work of a run only (check, tokenize, cache) and print where the cache is: prepare data on a "
+        "Do the data work of a run only (check, tokenize, cache) and print where the cache is: prepare data on a "
         "CPU node before a GPU job",
     )
-    preprocess.add_argument("config", help="Path to the experiment's YAML config file.")
-    convert = commands.add_parser(
-        "convert", help="Print a config of any dialect as the native YAML it is translated to (notices on stderr)"
+    _config_command(
+        commands, "convert", "Print a config of any dialect as the native YAML it is translated to (notices on stderr)"
     )
-    convert.add_argument("config", help="Path to the experiment's YAML config file.")
-    spectrum = commands.add_parser(
+    _config_command(
+        commands,
         "spectrum",
-        help="Compute the Spectrum selection (SNR of each decoder weight matrix; which are trained) without training: "
+        "Compute the Spectrum selection (SNR of each decoder weight matrix; which are trained) without training: "
         "the table on stderr, the spectrum.yaml content on stdout",
     )
-    spectrum.add_argument("config", help="Path to the experiment's YAML config file.")
     generate = commands.add_parser(
         "generate", help="Generate answers with a (fine-tuned) model for the prompts a generate config lists"
     )
