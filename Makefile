@@ -1,6 +1,6 @@
 # Two commands: `make demo` (set up + run the demo) and `make test` (set up + run the tests).
 # Set-up installs the local CPU torch wheel first (pinned), so nothing resolves a multi-GB CUDA torch; then the
-# package with its dev extras, the worker's (runpod) and the evaluation's (lm-eval). It is skipped when
+# package with its dev extras, the worker's (runpod), the evaluation's (lm-eval) and DeepSpeed. It is skipped when
 # pyproject.toml has not changed since the last install.
 VENV ?= .venv
 PYTHON ?= python3
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip && \
 	$(PY) -m pip install -q $(TORCH_PIN) && \
-	$(PY) -m pip install -q -e ".[dev,worker,eval]" && \
+	$(PY) -m pip install -q -e ".[dev,worker,eval,deepspeed]" && \
 	touch $(STAMP) && echo "[setup] environment ready in $$(( $$(date +%s) - start ))s"
 
 demo: setup
@@ -39,6 +39,8 @@ lint: setup
 
 docs: setup
 	for method in sft dpo kto; do $(VENV)/bin/finetuning schema --method $$method --markdown > docs/config-reference-$$method.md; done
+	$(PY) -m finetuning.config.dialects.docs
+	$(PY) -m finetuning.train.memory_plan --update docs/multi-gpu.md
 
 bench: setup
 	$(PY) bench/sft_vs_trl.py

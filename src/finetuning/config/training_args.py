@@ -260,7 +260,12 @@ def process_training_args(args: dict[str, Any], fields: FieldTable | type) -> Tr
     stand_in = ENGINE_SCHEDULERS.get(scheduler) if isinstance(scheduler, str) else None
     if stand_in is not None:
         args["lr_scheduler_type"] = stand_in
+    # `fsdp: true` (or a list of FSDP words) is how transformers documents turning FSDP on, though its field is still
+    # typed `str`: checked by train/fsdp.fsdp_arguments instead
+    fsdp = args.pop("fsdp") if isinstance(args.get("fsdp"), (bool, list)) else None
     problems.extend(check_dataclass_kwargs(args, table, "training_args", trl_key_hints(valid)))
+    if fsdp is not None:
+        args["fsdp"] = fsdp
     if stand_in is not None:
         args["lr_scheduler_type"] = PLATEAU_WITH_WARMUP if scheduler in PLATEAU_SPELLINGS else scheduler
     problems.extend(engine_scheduler_problems(args))

@@ -172,16 +172,17 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-def default_device_map(num_processes: int):
-    """Silogen semantics: one process → "auto"; several → each process owns its local device. CPU → no map."""
-    if not has_accelerator():
+def default_device_map(num_processes: int, deepspeed: bool = False):
+    """Silogen semantics: one process → "auto"; several → each process owns its local device. CPU, or DeepSpeed
+    (which places, and under ZeRO-3 partitions, the weights itself) → no map."""
+    if deepspeed or not has_accelerator():
         return None
     if num_processes > 1:
         return {"": local_rank()}
     return "auto"
 
 
-def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
+def from_pretrained_kwargs(model_args, num_processes: int, deepspeed: bool = False) -> dict:
     """ModelArguments → from_pretrained keywords (unset values left to transformers, legacy names translated).
 
     Safe defaults, always explicit: trust_remote_code false unless set, and use_safetensors true unless set (a
@@ -197,7 +198,7 @@ def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
     kwargs["trust_remote_code"] = bool(model_args.trust_remote_code)
     kwargs.setdefault("use_safetensors", True)
     if kwargs.get("device_map") is None:
-        device_map = default_device_map(num_processes)
+        device_map = default_device_map(num_processes, deepspeed)
         if device_map is not None:
             kwargs["device_map"] = device_map
         else:
@@ -205,8 +206,10 @@ def from_pretrained_kwargs(model_args, num_processes: int) -> dict:
     return kwargs
 
 
-def bitsandbytes_config(quant_conf):
-    """quant_conf → transformers.BitsAndBytesConfig, or None for no quantization."""
+def bitsandbytes_config(quant_conf, run_conf=None, fsdp: bool = False):
+    """quant_conf → transformers.BitsAndBytesConfig, or None for no quantization. Under FSDP (`fsdp`), 4-bit
+    weights are stored in the dtype of the other parameters unless quant_conf says (train/fsdp.fsdp_quant_storage).
+    """
     if quant_conf.quantization_type != "bits-and-bytes":
         return None
     import importlib.util
@@ -218,24 +221,34 @@ def bitsandbytes_config(quant_conf):
     from transformers import BitsAndBytesConfig
 
     options = quant_conf.model_dump(exclude={"quantization_type"}, exclude_none=True)
+    if fsdp and run_conf is not None and "bnb_4bit_quant_storage" not in options:
+        from ..train.fsdp import fsdp_quant_storage
+
+        if storage := fsdp_quant_storage(run_conf, quant_conf):
+            options["bnb_4bit_quant_storage"] = storage
+            logger.info("quant_conf.bnb_4bit_quant_storage: %s (FSDP shards 4-bit weights with the others)", storage)
     return BitsAndBytesConfig(**options)
 
 
-def load_model(run_conf, quant_conf, num_processes: int, key: str = "run_conf.model"):
-    """The base model per `run_conf`; `key` names the config section in errors (the generate tool: model_conf)."""
+def load_model(
+    run_conf, quant_conf, num_processes: int, key: str = "run_conf.model", fsdp: bool = False, deepspeed: bool = False
+):
+    """The base model per `run_conf`; `key` names the config section in errors (the generate tool: model_conf);
+    `fsdp`: the run shards the model with FSDP (a 4-bit model's storage dtype follows); `deepspeed`: DeepSpeed
+    places the weights (no default device_map)."""
     from transformers import AutoModelForCausalLM
 
     args_key = key.rsplit(".", 1)[0] + ".model_args"
     problems = pickle_weights_problems(run_conf.model, run_conf.model_args, key, args_key)
     if problems:
         raise ModelSetupError(problems)
-    kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes)
+    kwargs = from_pretrained_kwargs(run_conf.model_args, num_processes, deepspeed)
     # a rope mapping in model_args (seed-000 configs) would replace the rope parameters: merged like an override
     if rope := {name: kwargs.pop(name) for name in ROPE_KEYS if isinstance(kwargs.get(name), dict)}:
         kwargs.update(config_override_kwargs(run_conf, rope, args_key))
     if overrides := getattr(run_conf, "config_overrides", None):  # the generate tool's model_conf has none
         kwargs.update(config_override_kwargs(run_conf, overrides))
-    quantization = bitsandbytes_config(quant_conf)
+    quantization = bitsandbytes_config(quant_conf, run_conf, fsdp)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     try:

@@ -10,7 +10,9 @@ import sys
 
 from ..errors import UserError
 from .batch_size import BatchPlan
+from .deepspeed import deepspeed_arguments
 from .distributed import num_processes
+from .fsdp import fsdp_arguments
 from .lr import scaled_learning_rate
 from .schedulers import with_engine_scheduler
 
@@ -76,6 +78,8 @@ def build_training_config(
     if "use_cpu" not in training_args and distribute_on_cpu():
         args["use_cpu"] = True
     args.update(method_settings)
+    args = fsdp_arguments(args)  # FSDP2 validated and made to shard on every platform (train/fsdp.py)
+    args = deepspeed_arguments(args, plan)  # ZeRO config with the batch plan's fields (train/deepspeed.py)
     args = with_engine_scheduler(args)  # plateau-with-warmup, one_cycle, cosine extensions: train/schedulers.py
     try:
         return config_class(**args)

@@ -29,6 +29,9 @@ TRASH_PREFIX = ".trash-"
 _STEP_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last; weights are the model's or an adapter's, whole or sharded.
 _WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# Sharded training saves per-rank state instead: FSDP's SHARDED_STATE_DICT a distributed-checkpoint directory,
+# DeepSpeed its `global_stepN/` directory, named by the `latest` file it writes once that directory is complete.
+_SHARDED_WEIGHTS = ("pytorch_model_fsdp_0", "latest")
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -48,9 +51,19 @@ def incomplete_reason(checkpoint: Path) -> str | None:
     """Why a checkpoint directory cannot be resumed from (written by a tool that does not stage, then killed)."""
     if not (checkpoint / "trainer_state.json").is_file():
         return "no trainer_state.json (the save did not finish)"
-    if not any((checkpoint / name).is_file() for name in _WEIGHTS):
+    if not any((checkpoint / name).is_file() for name in _WEIGHTS) and not _has_sharded_weights(checkpoint):
         return "no model or adapter weights"
     return None
+
+
+def _has_sharded_weights(checkpoint: Path) -> bool:
+    fsdp, deepspeed_latest = (checkpoint / name for name in _SHARDED_WEIGHTS)
+    if fsdp.is_dir():
+        return True
+    if not deepspeed_latest.is_file():
+        return False
+    tag = deepspeed_latest.read_text(encoding="utf-8").strip()
+    return bool(tag) and (checkpoint / tag).is_dir()
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:

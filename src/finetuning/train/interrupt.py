@@ -13,6 +13,7 @@ import signal
 import sys
 
 from ..trainer_callback import trainer_callback
+from .distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class GracefulStop:
             os.kill(os.getpid(), signum)  # die as if never handled: the exit status still says which signal
             return
         self.stopped_by = name
+        if not is_main_process():  # a launcher (torchrun) forwards the signal to every process: one says it
+            return
         print(
             f"\n{name} received: finishing this step, saving a checkpoint, then stopping "
             f"(send {name} again to abort without saving)",
@@ -56,7 +59,9 @@ class GracefulStop:
         )
 
     def _stop_requested(self, args) -> bool:
-        """In a multi-process run every rank must stop at the same step, even if only one got the signal."""
+        """In a multi-process run every rank must stop at the same step, even if only one got the signal (a `kill`
+        of one process) or they got it on either side of a step's end (torchrun forwarding its SIGTERM): the flags
+        are reduced at every step end, so all ranks save their part of the same checkpoint and stop together."""
         requested = self.stopped_by is not None
         if args.world_size > 1:
             import torch

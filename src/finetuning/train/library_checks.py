@@ -1,22 +1,21 @@
 """The pre-load checks that ask the libraries themselves, so what they would reject at training time is found before
 the weights load: the method's TrainingArguments / DPOConfig is built (transformers' and TRL's own argument checks, in
 config-key wording), the adapter is applied to the model's meta-device skeleton (PEFT decides what target_modules
-match; no weights read), and a `training_args.deepspeed` file must exist and parse.
+match; no weights read), and a `training_args.deepspeed` config must exist, parse and agree with the batch plan.
 
 Each check returns its problems; a library error is turned into one here, where the library is called.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from ..check_keys import peft_targets_key, training_arguments_key
 from ..checks_cache import cached_outcome
 from ..errors import UserError
-from ..paths import resolve_user_path
 from .checkpoint_size import local_model_dir
+from .deepspeed import DEEPSPEED_KEY, INSTALL_HINT, config_problems, deepspeed_installed, read_deepspeed_file
 
 logger = logging.getLogger(__name__)
 
@@ -95,36 +94,46 @@ def _peft_target_problems(cfg, model_dir: Path) -> list[str]:
     return []
 
 
-DEEPSPEED_KEY = "training_args.deepspeed"
-
-
-def check_deepspeed(training_args: dict) -> list[str]:
-    """`training_args.deepspeed` names a JSON file (a mapping is the config itself): it must exist and parse."""
+def check_deepspeed(training_args: dict, plan=None) -> list[str]:
+    """`training_args.deepspeed` (a JSON file's path, or the config mapping itself) must be a DeepSpeed config the
+    engine can fill in: the file exists and parses, its batch fields agree with the batch plan (or say "auto"), the
+    deepspeed package is installed, and FSDP is not asked for as well (both would shard the model)."""
     value = training_args.get("deepspeed")
-    if not isinstance(value, str) or not value:
+    if not value:
         return []
-    path = resolve_user_path(value)
-    if not path.is_file():
-        return [
-            f"{DEEPSPEED_KEY}: {path}: " + ("is a directory, not a JSON file" if path.is_dir() else "file not found")
-        ]
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        return [f"{DEEPSPEED_KEY}: {path}: not valid UTF-8 (a DeepSpeed config is a JSON file)"]
-    except json.JSONDecodeError as error:
-        return [f"{DEEPSPEED_KEY}: {path}:{error.lineno}: invalid JSON: {error.msg} (column {error.colno})"]
-    except OSError as error:
-        return [f"{DEEPSPEED_KEY}: {path}: cannot be read ({error.strerror or error})"]
-    return []
+    if isinstance(value, str):
+        config, problems = read_deepspeed_file(value)
+        if problems:
+            return problems
+    elif isinstance(value, dict):
+        config = value
+    else:
+        return [f"{DEEPSPEED_KEY}: a JSON file's path or a mapping, not {type(value).__name__}"]
+    problems = (
+        [] if deepspeed_installed() else [f"{DEEPSPEED_KEY}: the deepspeed package is not installed; {INSTALL_HINT}"]
+    )
+    if training_args.get("fsdp"):
+        problems.append(f"{DEEPSPEED_KEY}: DeepSpeed and training_args.fsdp both shard the model; choose one")
+    if training_args.get("use_cpu") is False and _distributes_on_cpu():
+        problems.append(
+            "training_args.use_cpu: false with DeepSpeed on several CPU processes: DeepSpeed would size its batch for "
+            "one process and stop; leave use_cpu out (the engine sets it) or set it to true"
+        )
+    return problems + (config_problems(config, plan) if plan is not None else [])
+
+
+def _distributes_on_cpu() -> bool:
+    from .arguments import distribute_on_cpu
+
+    return distribute_on_cpu()
 
 
 def check_training_arguments(cfg, plan) -> list[str]:
     """Build the method's TrainingArguments subclass as the recipe will, so every check transformers and TRL make at
-    construction is found here; a bad deepspeed file is reported by check_deepspeed alone."""
+    construction is found here; a bad deepspeed config is reported by check_deepspeed alone."""
     from .arguments import check_training_config
 
-    problems = check_deepspeed(cfg.training_args)
+    problems = check_deepspeed(cfg.training_args, plan)
     skip = ("deepspeed",) if problems else ()
 
     def build() -> list[str]:

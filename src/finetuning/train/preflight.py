@@ -36,7 +36,8 @@ from ..paths import resolve_user_path
 from .batch_size import BatchPlan, plan_batches
 from .checkpoint_size import local_model_dir
 from .checkpoints import RunAlreadyFinished, finished_run, fresh_start_problems, resolve_resume
-from .distributed import num_processes
+from .distributed import num_processes, warn_if_unlike_single_process
+from .fsdp import fsdp_quantization_problems, sharded_checkpoint_problems
 from .library_checks import check_peft_targets, check_training_arguments
 from .output_checks import check_disk_space, check_output_dir
 from .resume_checks import check_resume_target, recipe_data_fingerprint
@@ -91,11 +92,13 @@ def preflight_problems(cfg, plan, resume_from: str | None, fingerprint: str | No
     problems += check_data(cfg)
     problems += liger_problems(cfg.training_args)
     problems += check_training_arguments(cfg, plan)
+    problems += fsdp_quantization_problems(cfg)
     problems += eval_conf_problems(getattr(cfg, "eval_conf", None))
     problems += check_output_dir(cfg.training_args["output_dir"])
     problems += check_disk_space(cfg)
     if resume_from is not None:
         problems += check_resume_target(cfg, plan, resume_from, fingerprint)
+        problems += sharded_checkpoint_problems(cfg.training_args, resume_from)
     return problems
 
 
@@ -122,6 +125,7 @@ def check_before_loading(cfg) -> tuple[BatchPlan, str | None, str]:
     Returns the batch plan, the checkpoint to resume from and the data fingerprint.
     """
     plan = check_batch_sizes(cfg)  # the pre-flight compares a resume target against this plan
+    warn_if_unlike_single_process(cfg.training_args)  # several processes, not trained as one: said, not refused
     fingerprint = recipe_data_fingerprint(cfg)  # ... and against this
     resume_from, problems = resolve_resume(cfg.run_conf.resume_from_checkpoint, cfg.training_args["output_dir"])
     problems += preflight_problems(cfg, plan, resume_from, fingerprint)

@@ -28,8 +28,10 @@ from ..tracking.report import METRICS_FILE, MetricsFileCallback, write_run_repor
 from ..worker.progress import progress_callback_from_environment
 from .arguments import build_training_config
 from .checkpoints import AtomicCheckpoints, last_complete_checkpoint
+from .deepspeed import deepspeed_requested, prepare_deepspeed_start
 from .distributed import is_main_process, num_processes
 from .evaluation import evaluation_mixins
+from .fsdp import FsdpOnEveryPlatform, fsdp_requested
 from .interrupt import GracefulStop, ShieldedDataWorkers
 from .lifecycle import RunResult, TrainingRun
 from .saving import save_final
@@ -94,7 +96,10 @@ def load_policy(cfg, tokenizer, run: TrainingRun, new_base_name: str | None = No
     only be loaded or merged onto the base they were trained on."""
     quantized = cfg.quant_conf.quantization_type != "no-quantization"
     check_vocabulary_fits(cfg.run_conf, tokenizer, quantized)
-    model = load_model(cfg.run_conf, cfg.quant_conf, num_processes())
+    zero = deepspeed_requested(run.training_args)
+    prepare_deepspeed_start(run.training_args)  # its process group before the model loads (train/deepspeed.py)
+    fsdp = fsdp_requested(run.training_args)
+    model = load_model(cfg.run_conf, cfg.quant_conf, num_processes(), fsdp=fsdp, deepspeed=zero)
     embedding_rows = model.get_input_embeddings().weight.shape[0]
     if not allow_vocabulary_growth and len(tokenizer) > embedding_rows:
         raise ModelSetupError(
@@ -123,8 +128,9 @@ def build_trainer(trainer_class, **kwargs):
     stop signals to it (train/interrupt.py); its argument checks (e.g. a loss type that needs label_smoothing) are
     user errors."""
     # + num_tokens kept across resumes; our schedulers (train/schedulers.py); SFT: token-weighted eval_loss
-    # (train/evaluation.py)
+    # (train/evaluation.py); FSDP sharded on CPU too, never silently DDP (train/fsdp.py)
     mixins = (
+        FsdpOnEveryPlatform,
         AtomicCheckpoints,
         ShieldedDataWorkers,
         ResumableTokenCount,

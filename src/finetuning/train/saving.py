@@ -15,6 +15,7 @@ import yaml
 from ..model.loading import base_model_reference
 from ..paths import resolve_user_path
 from .checkpoints import STAGING_DIR, staged_save, write_resume_record
+from .fsdp import consolidated_save
 from .model_card import final_losses, remove_trainer_draft_card, write_model_card, write_policy_card
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def save_final(trainer, tokenizer, directory: Path, end_marker: str, resolved: d
     set_generation_stop(trainer.model, tokenizer, end_marker)
     main = trainer.is_world_process_zero()
     with staged_save(directory, trainer.accelerator, main) as staged:
-        trainer.save_model(str(staged))  # the Trainer also saves processing_class (our inference-ready tokenizer)
+        with consolidated_save(trainer):  # under FSDP: one full model.safetensors, whatever the checkpoints' type
+            trainer.save_model(str(staged))  # the Trainer also saves processing_class (our inference-ready tokenizer)
         if main:
             tokenizer.save_pretrained(str(staged))
             write_resolved_config(staged, resolved)

@@ -358,7 +358,7 @@ def test_distributed_options_are_the_trainers():
         )
     )["training_args"]
     assert args["fsdp"] == "full_shard auto_wrap"
-    assert args["fsdp_config"] == {"version": 2, "offload_params": False}
+    assert args["fsdp_config"] == {"version": 2, "cpu_offload": False}  # axolotl's offload_params: the trainer's name
     assert (args["ddp_timeout"], args["ddp_bucket_cap_mb"], args["ddp_broadcast_buffers"]) == (3600, 25, False)
     assert args["deepspeed"] == "zero2.json"
     assert native_of(config(fsdp_config={"offload_params": True}))["training_args"]["fsdp"] == "full_shard auto_wrap"

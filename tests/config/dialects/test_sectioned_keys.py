@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from finetuning.config.dialects import Context
+from finetuning.train.deepspeed import zero_stage_config
 from tests.config.dialects.test_sectioned import GPU, config, native_of, notices_of, problems_of
 from tests.config.dialects.test_vectorlm import at
 
@@ -345,31 +348,36 @@ def test_dataset_values_are_checked():
 # --- distributed ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("stage", "fsdp"), [(3, "full_shard auto_wrap"), (2, "shard_grad_op auto_wrap"), (1, "shard_grad_op auto_wrap")]
-)
-def test_zero_stages_become_fsdp_over_several_processes(stage, fsdp):
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_zero_stage_alone_becomes_the_engines_deepspeed_config(stage):
     data = config(training={"gradient_checkpointing": True}, distributed={"use_deepspeed": True, "zero_stage": stage})
     args = native_of(data, Context(num_processes=2, cuda=True))["training_args"]
-    assert args["fsdp"] == fsdp
-    assert args["fsdp_config"] == {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "activation_checkpointing": True}
-    assert "activation_checkpointing" not in args
+    assert args["deepspeed"] == zero_stage_config(stage)
+    assert args["deepspeed"]["zero_optimization"]["stage"] == stage
+    assert "fsdp" not in args and args["activation_checkpointing"] is True  # the trainer's own, as without ZeRO
 
 
-def test_deepspeed_on_one_process_shards_nothing():
-    data = config(distributed={"use_deepspeed": True, "deepspeed_config": "ds.json", "zero_stage": 3})
-    assert "fsdp" not in native_of(data).get("training_args", {})
-    notices = notices_of(data)
-    assert notices[0].startswith("distributed.deepspeed_config: not read: DeepSpeed runs as the trainer's FSDP here")
-    assert notices[1] == "distributed.zero_stage: ZeRO stage 3 over 1 process(es): data parallel, nothing sharded"
+def test_default_stage_is_2_on_any_number_of_processes():
+    for processes in (1, 2):
+        native = native_of(config(distributed={"use_deepspeed": True}), Context(num_processes=processes))
+        assert native["training_args"]["deepspeed"] == zero_stage_config(2)
 
 
-def test_stage_0_and_the_default_stage():
-    assert "fsdp" not in native_of(
-        config(distributed={"use_deepspeed": True, "zero_stage": 0}), Context(num_processes=2)
-    ).get("training_args", {})
-    default = native_of(config(distributed={"use_deepspeed": True}), Context(num_processes=2))
-    assert default["training_args"]["fsdp"] == "shard_grad_op auto_wrap"
+def test_deepspeed_config_alone_is_the_path():
+    native = native_of(config(distributed={"use_deepspeed": True, "deepspeed_config": "ds.json"}))
+    assert native["training_args"]["deepspeed"] == "ds.json"
+
+
+def test_zero_stage_sets_the_stage_of_the_deepspeed_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 2, "overlap_comm": True}}))
+    same = config(distributed={"use_deepspeed": True, "deepspeed_config": "ds.json", "zero_stage": 2})
+    assert native_of(same)["training_args"]["deepspeed"] == "ds.json"  # nothing to change: the file as it is
+    other = config(distributed={"use_deepspeed": True, "deepspeed_config": "ds.json", "zero_stage": 3})
+    assert native_of(other)["training_args"]["deepspeed"] == {"zero_optimization": {"stage": 3, "overlap_comm": True}}
+    assert notices_of(other) == ["distributed.zero_stage: ZeRO stage 3 replaces stage 2 of ds.json"]
+    missing = config(distributed={"use_deepspeed": True, "deepspeed_config": "nope.json", "zero_stage": 3})
+    assert problems_of(missing) == [f"distributed.deepspeed_config: {tmp_path / 'nope.json'}: file not found"]
 
 
 def test_deepspeed_keys_without_use_deepspeed_are_not_used():

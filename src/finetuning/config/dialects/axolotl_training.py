@@ -202,13 +202,34 @@ def _fsdp(b: AxolotlBuilder, path: str, value: Any) -> None:
     _distributed(b, path, value)
 
 
+# axolotl's fsdp_config keys (with or without their `fsdp_` prefix) → the trainer's; the rest keep their name with
+# the prefix dropped, as transformers reads them (train/fsdp.py checks them against the installed transformers).
+_FSDP_CONFIG_NAMES = {"offload_params": "cpu_offload"}
+# axolotl's sharding_strategy (a name, or torch's enum number) → the trainer's FSDP words
+_SHARDING_WORDS = {
+    "1": "full_shard",
+    "2": "shard_grad_op",
+    "3": "no_shard",
+    "4": "hybrid_shard",
+    "5": "hybrid_shard_zero2",
+}
+
+
 def _fsdp_config(b: AxolotlBuilder, path: str, value: dict) -> None:
-    config = dict(value)
-    if "fsdp_version" in config:  # the trainer's spelling
-        config["version"] = config.pop("fsdp_version")
+    config = {}
+    for key, setting in value.items():
+        name = str(key).removeprefix("fsdp_")
+        if name == "sharding_strategy":
+            word = _SHARDING_WORDS.get(str(setting), str(setting).lower().lstrip("_"))
+            b.set("training_args.fsdp", f"{word} auto_wrap", source=f"{path}.{key}")
+        elif name == "final_state_dict_type":
+            b.notice(f"{path}.{key}", "not needed: the final model is always saved consolidated (model.safetensors)")
+        else:
+            config[_FSDP_CONFIG_NAMES.get(name, name)] = setting
     b.set("training_args.fsdp_config", config, source=path)
     if not b.given("fsdp"):  # axolotl turns FSDP on for an fsdp_config alone
-        b.set("training_args.fsdp", "full_shard auto_wrap", source=path)
+        if "fsdp" not in b.native["training_args"]:
+            b.set("training_args.fsdp", "full_shard auto_wrap", source=path)
         _distributed(b, path, value)
 
 
@@ -319,7 +340,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
     option("fsdp", "`training_args.fsdp` (a list is joined: full_shard auto_wrap)", then=_fsdp),
     option(
         "fsdp_config",
-        "`training_args.fsdp_config` (fsdp_version → version); alone, also `fsdp: full_shard auto_wrap`",
+        "`training_args.fsdp_config`, the `fsdp_` prefix dropped (offload_params → cpu_offload; sharding_strategy → "
+        "`training_args.fsdp`; final_state_dict_type: notice, the final model is always consolidated); alone, also "
+        "`fsdp: full_shard auto_wrap`",
         as_mapping,
         then=_fsdp_config,
     ),

@@ -30,6 +30,8 @@ from finetuning.config.dialects.axolotl_common import (
     unused,
 )
 from finetuning.config.dialects.builder import Key, section_key
+from finetuning.errors import UserError
+from finetuning.train.deepspeed import read_deepspeed_config, zero_stage, zero_stage_config
 
 FORMATS = {"alpaca": "alpaca", "sharegpt": "sharegpt", "oasst": "oasst", "custom": "messages"}
 CHAT_FORMATS = ("sharegpt", "custom")
@@ -106,20 +108,20 @@ TRAINING_KEYS: tuple[Key, ...] = (
     section_key(DS),
     option(
         f"{DS}.use_deepspeed",
-        "ZeRO sharding as the trainer's FSDP (`training_args.fsdp`, each decoder layer wrapped) over several "
-        "processes; one process: nothing sharded (notice). The deepspeed package is not part of this engine",
+        "DeepSpeed ZeRO: `training_args.deepspeed` (the file of deepspeed_config, or the engine's config for "
+        "zero_stage); batch fields from batchsize_conf. Needs `pip install 'finetuning[deepspeed]'`",
         as_bool,
     ),
-    accepted(
+    option(
         f"{DS}.deepspeed_config",
-        "a notice: the file is not read, zero_stage says the stage; DeepSpeed itself: a native config's "
-        "`training_args.deepspeed`",
+        "`training_args.deepspeed`: the DeepSpeed JSON file (relative to the working directory); with zero_stage "
+        "too, its stage is set to zero_stage",
         as_str,
     ),
     option(
         f"{DS}.zero_stage",
-        "3 → `training_args.fsdp: full_shard auto_wrap`; 1, 2 → `shard_grad_op auto_wrap`; 0: data parallel "
-        "(default 2)",
+        "0-3; without deepspeed_config: the engine's ZeRO config of that stage (examples/deepspeed/zero2.json, "
+        "zero3.json; default 2); with it: the file's `zero_optimization.stage`",
         one_of(0, 1, 2, 3),
     ),
     option(
@@ -211,35 +213,33 @@ def _preprocessing(b: AxolotlBuilder, fmt: str) -> None:
 
 
 def build_distributed(b: AxolotlBuilder) -> None:
-    """DeepSpeed ZeRO → the trainer's FSDP, which shards the same state without the deepspeed package (not part of
-    this engine): stage 3 (parameters, gradients, optimizer state) → full_shard; 1 and 2 (gradients and optimizer
-    state) → shard_grad_op; 0 → plain data parallel. The file of deepspeed_config is not read (translation reads no
-    files): zero_stage says the stage. One process shards nothing."""
+    """DeepSpeed ZeRO → `training_args.deepspeed` (the engine fills in the batch fields, train/deepspeed.py): the
+    user's file as a path, or, with zero_stage alone, the engine's config of that stage. Given both, zero_stage is
+    the stage: the file is read here and its stage replaced (a notice when they differed); same stage: the path."""
     paths = [f"{DS}.deepspeed_config", f"{DS}.zero_stage"]
     if not b.value(f"{DS}.use_deepspeed"):
         unused(b, paths, "distributed.use_deepspeed is not true")
         return
+    source = next((path for path in paths if b.given(path)), f"{DS}.use_deepspeed")
     stage = b.value(f"{DS}.zero_stage", DEFAULT_ZERO_STAGE)
-    source = f"{DS}.zero_stage" if b.given(f"{DS}.zero_stage") else f"{DS}.use_deepspeed"
-    if b.given(f"{DS}.deepspeed_config"):
-        b.notice(
-            f"{DS}.deepspeed_config",
-            f"not read: DeepSpeed runs as the trainer's FSDP here, with ZeRO stage {stage} from "
-            f"{'distributed.zero_stage' if b.given(f'{DS}.zero_stage') else 'the default'}; for DeepSpeed itself "
-            "install it and use a native config's training_args.deepspeed",
-        )
-    processes = b.context.num_processes
-    if processes == 1 or stage == 0:
-        b.notice(source, f"ZeRO stage {stage} over {processes} process(es): data parallel, nothing sharded")
+    if not b.given(f"{DS}.deepspeed_config"):
+        b.set("training_args.deepspeed", zero_stage_config(stage), source=source)
         return
-    option = "full_shard" if stage == 3 else "shard_grad_op"
-    b.set("training_args.fsdp", f"{option} auto_wrap", source=source)
-    b.set("training_args.fsdp_config", {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}, source=source)
-    b.notice(source, f"ZeRO stage {stage}: FSDP {option} over {processes} processes, each decoder layer wrapped")
-    args = b.native.get("training_args", {})
-    if args.pop("activation_checkpointing", False):  # FSDP's own: the trainer's would all-gather in every backward
-        args.pop("activation_checkpointing_kwargs", None)
-        b.set("training_args.fsdp_config.activation_checkpointing", True, source="training.gradient_checkpointing")
+    path = b.value(f"{DS}.deepspeed_config")
+    if not b.given(f"{DS}.zero_stage"):
+        b.set("training_args.deepspeed", path, source=source)
+        return
+    try:
+        config = read_deepspeed_config(path)
+    except UserError as error:
+        b.problem(f"{DS}.deepspeed_config", "; ".join(error.problems).split(": ", 1)[-1])
+        return
+    if zero_stage(config) == stage:
+        b.set("training_args.deepspeed", path, source=source)
+        return
+    b.notice(f"{DS}.zero_stage", f"ZeRO stage {stage} replaces stage {zero_stage(config)} of {path}")
+    section = config.get("zero_optimization") if isinstance(config.get("zero_optimization"), dict) else {}
+    b.set("training_args.deepspeed", {**config, "zero_optimization": {**section, "stage": stage}}, source=source)
 
 
 def build_output(b: AxolotlBuilder) -> None:

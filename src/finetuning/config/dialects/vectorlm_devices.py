@@ -32,7 +32,8 @@ def _sharding(b: Builder, path: str, value: Any) -> None:
     elif "HYBRID" in value:
         b.problem(
             path,
-            f"{value} (sharded within a node, replicated across nodes) is not supported by the trainer's FSDP; "
+            f"{value} (sharded within a node, replicated across nodes) is not supported by the trainer's FSDP2 "
+            "(accelerate 1.15 builds hybrid sharding only from a ParallelismConfig object, and refuses one on CPU); "
             "use FULL_SHARD (sharded over all processes) or NO_SHARD (data parallel)",
         )
     else:
