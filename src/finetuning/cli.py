@@ -24,7 +24,7 @@ from .config.dialects import DIALECTS, relocate
 from .config.dotted import EXAMPLES, NO_OVERRIDES, parse_arguments
 from .config.loading import load_config_file
 from .errors import USER_ERROR_EXIT, UserError, report_user_error
-from .lean_imports import config_needs_bitsandbytes, keep_bitsandbytes_out
+from .lean_imports import keep_unneeded_libraries_out
 from .tracking.mlflow import MlflowOptions
 from .train.checkpoints import RunAlreadyFinished
 from .train.distributed import is_main_process
@@ -330,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not sys.stderr.isatty():  # progress bars only where a person watches them
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    # a process of its own (see lean_imports.py), unless an override may quantize (`--load_in_4bit true`)
-    if argv is None and args.command in TRAINING_COMMANDS and not config_needs_bitsandbytes(" ".join(extra)):
-        keep_bitsandbytes_out(args.config)
+    # a process of its own (see lean_imports.py), unless the config or an override (`--load_in_4bit true`) needs them
+    if argv is None and args.command in TRAINING_COMMANDS:
+        keep_unneeded_libraries_out(args.config, " ".join(extra))
     try:
         if args.command in OVERRIDE_COMMANDS:
             args.overrides = parse_arguments(extra, _own_options(parser, args.command))

@@ -116,10 +116,10 @@ def parse(spec: str) -> Fault:
 
 if __name__ == "__main__":
     split = sys.argv.index("--")
-    from finetuning.lean_imports import keep_bitsandbytes_out
+    from finetuning.lean_imports import keep_unneeded_libraries_out
 
     command = sys.argv[split + 1 :]
-    keep_bitsandbytes_out(command[1] if len(command) > 1 else None)  # as `finetuning CMD CONFIG` does
+    keep_unneeded_libraries_out(command[1] if len(command) > 1 else None)  # as `finetuning CMD CONFIG` does
     install([parse(spec) for spec in sys.argv[1:split]])
     from finetuning.cli import main
 
