@@ -23,6 +23,13 @@ class BatchPlan:
         """Examples per optimizer step over all processes: what batchsize_conf asked for, exactly."""
         return self.num_processes * self.per_device_train_batch_size * self.gradient_accumulation_steps
 
+    def describe(self) -> str:
+        """The split as the run's start-up line says it (and errors that cite the plan)."""
+        return (
+            f"{self.num_processes} process(es) x {self.per_device_train_batch_size} per device x "
+            f"{self.gradient_accumulation_steps} accumulation = {self.total_train_batch_size}"
+        )
+
 
 def plan_batches(total: int, max_per_device: int, num_processes: int, eval_batch_size: int | None = None) -> BatchPlan:
     """Largest per-device batch <= max_per_device with processes x per-device x accumulation == total exactly.

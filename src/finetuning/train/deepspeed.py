@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import logging
 from typing import Any
 
 from ..errors import UserError
-from ..paths import resolve_user_path
+from ..paths import read_json_object_file
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +76,7 @@ def read_deepspeed_config(value: Any) -> dict:
 
 def read_deepspeed_file(value: str) -> tuple[dict, list[str]]:
     """The JSON object a `training_args.deepspeed` path names, or the problems that stop it being read."""
-    path = resolve_user_path(value)
-    if not path.is_file():
-        return {}, [
-            f"{DEEPSPEED_KEY}: {path}: " + ("is a directory, not a JSON file" if path.is_dir() else "file not found")
-        ]
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        return {}, [f"{DEEPSPEED_KEY}: {path}: not valid UTF-8 (a DeepSpeed config is a JSON file)"]
-    except json.JSONDecodeError as error:
-        return {}, [f"{DEEPSPEED_KEY}: {path}:{error.lineno}: invalid JSON: {error.msg} (column {error.colno})"]
-    except OSError as error:
-        return {}, [f"{DEEPSPEED_KEY}: {path}: cannot be read ({error.strerror or error})"]
-    if not isinstance(config, dict):
-        return {}, [f"{DEEPSPEED_KEY}: {path}: a DeepSpeed config is a JSON object, not {type(config).__name__}"]
-    return config, []
+    return read_json_object_file(value, DEEPSPEED_KEY, "a DeepSpeed config")
 
 
 def zero_stage(config: dict) -> int:
@@ -109,7 +93,7 @@ def config_problems(config: dict, plan) -> list[str]:
         given = config.get(field, "auto")
         if given != "auto" and given != planned:
             problems.append(
-                f"{DEEPSPEED_KEY}.{field}: {given!r} contradicts the batch plan's {planned} ({plan_wording(plan)}); "
+                f"{DEEPSPEED_KEY}.{field}: {given!r} contradicts the batch plan's {planned} ({plan.describe()}); "
                 'set it to "auto" (or leave it out): batchsize_conf decides the batch sizes'
             )
     section = config.get("zero_optimization", {})
@@ -123,14 +107,6 @@ def config_problems(config: dict, plan) -> list[str]:
             "the engine saves one loadable model: set it to true (or leave it out)"
         )
     return problems
-
-
-def plan_wording(plan) -> str:
-    """The plan as the run's start-up line says it, so the user sees where the value comes from."""
-    return (
-        f"{plan.num_processes} process(es) x {plan.per_device_train_batch_size} per device x "
-        f"{plan.gradient_accumulation_steps} accumulation = {plan.total_train_batch_size}"
-    )
 
 
 def filled_config(config: dict, plan) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 
 from ..errors import UserError, did_you_mean, did_you_mean_or_choices
@@ -89,15 +88,11 @@ def _config_mapping(value) -> dict:
     if value is None:
         return {}
     if isinstance(value, str):
-        from ..paths import resolve_user_path
+        from ..paths import read_json_object_file
 
-        path = resolve_user_path(value)
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise UserError(f"{CONFIG_KEY}: {path}: cannot be read ({error.strerror or error})") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UserError(f"{CONFIG_KEY}: {path}: not a JSON file ({error})") from None
+        value, problems = read_json_object_file(value, CONFIG_KEY, "an FSDP config")
+        if problems:
+            raise UserError(problems)
     if not isinstance(value, dict):
         raise UserError(f"{CONFIG_KEY}: expected a mapping (or the path of a JSON file), got {value!r}")
     accepted = accepted_config_keys()

@@ -116,13 +116,7 @@ def _start(cfg, options) -> TrainingRun:
     plan, resume_from, fingerprint = check_before_loading(cfg)
     if resume_from is not None:  # here, not in resolve_resume: `validate` resolves it too, and only would resume
         logger.info("resuming from %s", resume_from)
-    logger.info(
-        "batch: %d process(es) x %d per device x %d accumulation = %d",
-        num_processes(),
-        plan.per_device_train_batch_size,
-        plan.gradient_accumulation_steps,
-        plan.total_train_batch_size,
-    )
+    logger.info("batch: %s", plan.describe())
     if "use_cpu" not in cfg.training_args and distribute_on_cpu():
         logger.info("%d processes and no GPU: distributed on CPU (gloo; use_cpu: true)", num_processes())
     output_dir = Path(cfg.training_args["output_dir"])
